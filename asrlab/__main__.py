@@ -1,0 +1,3 @@
+from asrlab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,122 @@
+"""`asrlab train`: train a CTC model into a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+from asrlab.config import Config, ConfigError, preset
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--train", type=Path, help="training manifest (JSON Lines)")
+    p.add_argument("--val", type=Path, help="validation manifest")
+    p.add_argument("--out", type=Path, help="run folder to create")
+    p.add_argument("--resume", type=Path, metavar="RUN",
+                   help="continue RUN from its last checkpoint (with --epochs N to train longer)")
+    p.add_argument("--preset", default="default",
+                   help="named recipe: default, seed-crnn, seed-report (the original failing run)")
+    p.add_argument("--config", type=Path, help="YAML config; applied over the preset")
+    p.add_argument("--model", help="model name: crnn-sub4 (default), seed-crnn, conformer")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-minutes", type=float, help="stop after this much wall time (0: no limit)")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--warmup-epochs", type=float)
+    p.add_argument("--batch-size", type=int, help="fixed utterances per batch (default: by duration)")
+    p.add_argument("--ctc-smoothing", type=float, help="uniform-label smoothing weight, e.g. 0.1")
+    p.add_argument("--init-gain", type=float, help="xavier init gain (only with model.init: xavier)")
+    p.add_argument("--tokenizer", choices=["char", "bpe"])
+    p.add_argument("--vocab-size", type=int, help="BPE vocabulary size")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="any config value, e.g. --set augment.freq_masks=0 (YAML syntax)")
+    p.add_argument("--force", action="store_true", help="train even if the checks find errors")
+    p.add_argument("--no-progress", action="store_true", help="plain log lines, no progress bar")
+
+
+def overrides_from_args(args) -> dict:
+    """Flags -> {"section": {"key": value}}; only the flags the user gave."""
+    o: dict = {}
+
+    def put(section, key, value):
+        if value is not None:
+            o.setdefault(section, {})[key] = value
+
+    put("model", "name", args.model)
+    put("train", "epochs", args.epochs)
+    if args.max_minutes is not None:
+        put("train", "max_minutes", args.max_minutes or None)
+    put("train", "lr", args.lr)
+    put("train", "warmup_epochs", args.warmup_epochs)
+    put("train", "batch_size", args.batch_size)
+    put("train", "ctc_smoothing", args.ctc_smoothing)
+    put("model", "init_gain", args.init_gain)
+    put("train", "seed", args.seed)
+    put("train", "threads", args.threads)
+    if args.tokenizer:
+        o["tokenizer"] = args.tokenizer
+    if args.vocab_size:
+        o["vocab_size"] = args.vocab_size
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: use SECTION.KEY=VALUE, e.g. --set train.lr=1e-4")
+        if dot:
+            o.setdefault(section, {})[name] = yaml.safe_load(value)
+        else:
+            o[section] = yaml.safe_load(value)
+    return o
+
+
+def resolve(args) -> tuple[Config, Path, Path, Path, bool]:
+    """(config, train manifest, val manifest, run folder, resume?)"""
+    if args.resume:
+        run = args.resume
+        info_path = run / "run.json"
+        if not info_path.is_file():
+            raise FileNotFoundError(f"{run}: not a run folder (no run.json); "
+                                    "--resume takes the --out folder of an earlier asrlab train")
+        info = json.loads(info_path.read_text())
+        base = Config.from_yaml(run / "config.yaml")
+        return (base.merged(overrides_from_args(args)), Path(args.train or info["train"]),
+                Path(args.val or info["val"]), run, True)
+    missing = [f"--{n}" for n in ("train", "val", "out") if getattr(args, n) is None]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)} (or --resume RUN)")
+    cfg = preset(args.preset)
+    if args.config:
+        cfg = cfg.merged(Config.from_yaml(args.config).to_dict())
+    return cfg.merged(overrides_from_args(args)), args.train, args.val, args.out, False
+
+
+def run(args) -> int:
+    from rich.console import Console
+
+    from asrlab.train import TrainingRefused, train
+
+    console = Console(stderr=True)
+    try:
+        cfg, train_path, val_path, out, resume = resolve(args)
+        cfg.validate()
+    except ConfigError as e:
+        console.print(f"[red]config error:[/red] {e}")
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").write_text(json.dumps(
+        {"train": str(train_path.resolve()), "val": str(val_path.resolve())}, indent=2))
+    try:
+        result = train(train_path, val_path, out, cfg, resume=resume, force=args.force,
+                       show_progress=not args.no_progress, console=console)
+    except TrainingRefused as e:
+        console.print(f"[red]refusing to train:[/red] {e}")
+        return 1
+    console.print(f"done ({result.stopped}): best val CER {result.best_cer:.4f} at epoch "
+                  f"{result.best_epoch}; run folder {result.run_dir}")
+    console.print(f"  checkpoint {result.run_dir / 'best.pt'}  metrics {result.run_dir / 'metrics.jsonl'}"
+                  f"  TensorBoard: tensorboard --logdir {result.run_dir / 'tb'}")
+    return 0

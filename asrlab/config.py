@@ -1,0 +1,216 @@
+"""Configuration as data: frozen dataclasses whose defaults train well, YAML in and out.
+
+A `Config` has four parts that follow the pipeline: features -> augment -> model -> train.
+Multi-field rules live in one place, `Config.validate()`, and every message says how to fix it.
+Presets (`PRESETS`) are named configs: `default`, `seed-crnn` (the original report's recipe with
+correct initialization) and `seed-report` (the original failing run, xavier gain 0.1 included).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot train; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    sample_rate: int = 16000
+    n_mels: int = 80
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_fft: int = 512
+    fmin: float = 20.0
+    fmax: float = 7600.0
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Train-time augmentation; all of it is off at evaluation and inference."""
+    speed_perturb: tuple[float, ...] = (0.9, 1.0, 1.1)
+    freq_masks: int = 2
+    freq_mask_width: int = 15  # bins, at most
+    time_masks: int = 2
+    time_mask_ratio: float = 0.05  # each mask at most this fraction of the utterance
+    noise_dir: str | None = None  # folder of noise WAVs; None: generated noise
+    noise_prob: float = 0.0
+    noise_snr_db: tuple[float, float] = (10.0, 30.0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "crnn-sub4"  # see asrlab.models.MODELS
+    conv_channels: int = 64
+    hidden: int = 256
+    layers: int = 3
+    dropout: float = 0.25
+    # Conformer sizes (issue: --model conformer)
+    d_model: int = 176
+    heads: int = 4
+    ff_mult: int = 4
+    conv_kernel: int = 15
+    # Initialization: None keeps PyTorch's defaults. "xavier" with init_gain=0.1 is the
+    # original report's mistake (outputs start near-uniform and blank wins); kept for the preset.
+    init: str | None = None
+    init_gain: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 60
+    max_minutes: float | None = 10.0
+    optimizer: str = "adamw"  # adamw | adam
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    betas: tuple[float, float] = (0.9, 0.98)
+    schedule: str = "cosine"  # cosine | plateau
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.02
+    plateau_factor: float = 0.5
+    plateau_patience: int = 5
+    grad_clip: float = 5.0
+    batch_size: int | None = None  # fixed utterance count; None: bucket by batch_seconds
+    batch_seconds: float = 120.0  # seconds of audio per batch when bucketing
+    sort_first_epoch: bool = True  # short utterances first in epoch 1
+    early_stop_patience: int = 12  # epochs without a better val CER
+    ctc_smoothing: float = 0.0  # weight of a uniform-label (entropy) term added to CTC
+    seed: int = 0
+    threads: int | None = None  # torch threads; None: all cores
+    monitor_every: int = 25  # steps between doctor observations early in training
+    tensorboard: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tokenizer: str = "char"  # char | bpe
+    vocab_size: int = 256  # bpe only
+
+    def validate(self) -> "Config":
+        from asrlab.models import MODELS  # late import: models import config
+
+        problems = []
+        if self.model.name not in MODELS:
+            problems.append(f"model.name {self.model.name!r} is unknown: use one of {sorted(MODELS)}")
+        if self.features.win_ms < self.features.hop_ms:
+            problems.append("features.win_ms must be >= features.hop_ms (frames would skip audio)")
+        win = int(self.features.sample_rate * self.features.win_ms / 1000)
+        if win > self.features.n_fft:
+            problems.append(f"features.n_fft ({self.features.n_fft}) must be >= the window "
+                            f"({win} samples): raise n_fft to {1 << (win - 1).bit_length()}")
+        if self.features.fmax > self.features.sample_rate / 2:
+            problems.append(f"features.fmax ({self.features.fmax}) exceeds Nyquist "
+                            f"({self.features.sample_rate / 2}): lower it")
+        if self.train.batch_size is None and self.train.batch_seconds <= 0:
+            problems.append("set train.batch_size or a positive train.batch_seconds")
+        if self.train.optimizer not in ("adamw", "adam"):
+            problems.append(f"train.optimizer {self.train.optimizer!r}: use adamw or adam")
+        if self.train.schedule not in ("cosine", "plateau"):
+            problems.append(f"train.schedule {self.train.schedule!r}: use cosine or plateau")
+        if not 0 <= self.train.ctc_smoothing < 1:
+            problems.append("train.ctc_smoothing must be in [0, 1): 0.05-0.1 is typical")
+        if not 0 <= self.model.dropout < 1:
+            problems.append("model.dropout must be in [0, 1)")
+        if self.model.init not in (None, "xavier", "kaiming"):
+            problems.append("model.init must be null (PyTorch defaults), xavier or kaiming")
+        if self.model.name == "conformer" and self.model.d_model % self.model.heads:
+            problems.append(f"model.d_model ({self.model.d_model}) must be divisible by "
+                            f"model.heads ({self.model.heads})")
+        if self.tokenizer not in ("char", "bpe"):
+            problems.append(f"tokenizer {self.tokenizer!r}: use char or bpe")
+        if any(s <= 0 for s in self.augment.speed_perturb):
+            problems.append("augment.speed_perturb factors must be positive, e.g. [0.9, 1.0, 1.1]")
+        if problems:
+            raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+        return self
+
+    # ---- YAML / dict round trip ---------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        return _build(cls, data or {}, "config")
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "Config":
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        return cls.from_dict(data)
+
+    def merged(self, overrides: dict[str, Any]) -> "Config":
+        """A copy with `{"train": {"lr": 1e-4}}`-style overrides applied."""
+        base = self.to_dict()
+        for section, values in overrides.items():
+            if isinstance(values, dict):
+                base.setdefault(section, {}).update(values)
+            else:
+                base[section] = values
+        return Config.from_dict(base)
+
+
+def _to_plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(cls(), name)
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}.{name}: expected a mapping")
+            kwargs[name] = _build(type(default), value, f"{where}.{name}")
+        elif isinstance(default, tuple) and isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+PRESETS: dict[str, Config] = {
+    "default": Config(),
+    # The original report's recipe (Adam 1e-3, 5-epoch warmup then plateau, batch 8), with
+    # correct (PyTorch default) initialization and no augmentation.
+    "seed-crnn": Config(
+        augment=AugmentConfig(speed_perturb=(1.0,), freq_masks=0, time_masks=0),
+        model=ModelConfig(name="seed-crnn", hidden=256, layers=2, dropout=0.3),
+        train=TrainConfig(epochs=15, max_minutes=None, optimizer="adam", lr=1e-3,
+                          weight_decay=1e-5, betas=(0.9, 0.999), schedule="plateau",
+                          warmup_epochs=5, batch_size=8, sort_first_epoch=False,
+                          early_stop_patience=1000)),
+}
+# The failing run itself: everything above plus xavier_uniform(gain=0.1) on every weight.
+PRESETS["seed-report"] = replace(
+    PRESETS["seed-crnn"], model=replace(PRESETS["seed-crnn"].model, init="xavier", init_gain=0.1))
+
+
+def preset(name: str) -> Config:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}: use one of {sorted(PRESETS)}")
+    return PRESETS[name]

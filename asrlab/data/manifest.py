@@ -1,0 +1,141 @@
+"""Manifests: JSON Lines, one utterance a line (NeMo's convention).
+
+    {"audio_filepath": "wavs/a.wav", "duration": 2.31, "text": "hello world", ...}
+
+Relative paths resolve from the manifest's folder; extra keys are kept in `Utterance.extra`.
+Reading validates every line and reports each bad one with its line number, so a user fixes a
+manifest in one pass instead of one error at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+REQUIRED = ("audio_filepath", "duration", "text")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    id: str
+    audio_filepath: Path  # absolute
+    duration: float  # seconds
+    text: str
+    extra: dict = field(default_factory=dict, compare=False)
+    source: str = ""  # "manifest.jsonl:LINE", for messages
+
+    def to_json(self, relative_to: Path | None = None) -> dict:
+        path = self.audio_filepath
+        if relative_to is not None:
+            try:
+                path = Path(os.path.relpath(path, relative_to))
+            except ValueError:  # different drive (Windows)
+                pass
+        return {"audio_filepath": str(path), "duration": round(self.duration, 4), "text": self.text,
+                **self.extra}
+
+
+@dataclass(frozen=True)
+class ManifestProblem:
+    path: Path
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+class ManifestError(ValueError):
+    """A manifest has bad lines; `problems` lists every one of them."""
+
+    def __init__(self, path: Path, problems: list[ManifestProblem]):
+        self.path = Path(path)
+        self.problems = problems
+        shown = "\n".join(f"  {p}" for p in problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        super().__init__(
+            f"{path}: {len(problems)} bad line(s); each line must be a JSON object with "
+            f"audio_filepath (string), duration (seconds, > 0) and text (string):\n{shown}{more}")
+
+
+def parse_line(raw: str, lineno: int, path: Path) -> Utterance:
+    """Parse one manifest line; raises ValueError with a readable reason."""
+    try:
+        obj = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    missing = [k for k in REQUIRED if k not in obj]
+    if missing:
+        raise ValueError(f"missing key(s) {', '.join(missing)}")
+    audio, duration, text = obj["audio_filepath"], obj["duration"], obj["text"]
+    if not isinstance(audio, str) or not audio:
+        raise ValueError("audio_filepath must be a non-empty string")
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) \
+            or not math.isfinite(duration) or duration <= 0:
+        raise ValueError(f"duration must be a positive number of seconds, got {duration!r}")
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}")
+    audio_path = Path(audio)
+    if not audio_path.is_absolute():
+        audio_path = (path.parent / audio_path).resolve()
+    extra = {k: v for k, v in obj.items() if k not in REQUIRED}
+    utt_id = str(extra.get("id") or audio_path.stem)
+    return Utterance(utt_id, audio_path, float(duration), text, extra, f"{path}:{lineno}")
+
+
+def read_manifest(path: str | Path, strict: bool = True) -> tuple[list[Utterance], list[ManifestProblem]]:
+    """Read every line of a manifest.
+
+    strict=True raises ManifestError naming all bad lines; strict=False returns them instead so
+    the caller can skip and list them. Blank lines are ignored. Duplicate ids get a `#N` suffix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest not found: {path}")
+    utts: list[Utterance] = []
+    problems: list[ManifestProblem] = []
+    seen: dict[str, int] = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                utt = parse_line(raw, lineno, path)
+            except ValueError as e:
+                problems.append(ManifestProblem(path, lineno, str(e)))
+                continue
+            if utt.id in seen:
+                seen[utt.id] += 1
+                utt = Utterance(f"{utt.id}#{seen[utt.id]}", utt.audio_filepath, utt.duration,
+                                utt.text, utt.extra, utt.source)
+            else:
+                seen[utt.id] = 0
+            utts.append(utt)
+    if strict and problems:
+        raise ManifestError(path, problems)
+    return utts, problems
+
+
+def load_manifest(path: str | Path) -> list[Utterance]:
+    """Read a manifest that must be clean (raises ManifestError otherwise)."""
+    return read_manifest(path, strict=True)[0]
+
+
+def write_manifest(path: str | Path, utterances: Iterable[Utterance | dict]) -> Path:
+    """Write utterances as JSON Lines with paths relative to the manifest's folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = path.parent.resolve()
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for u in utterances:
+            obj = u.to_json(base) if isinstance(u, Utterance) else dict(u)
+            f.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path

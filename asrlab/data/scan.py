@@ -1,0 +1,102 @@
+"""Read every utterance of a split once: usable items, skipped items with reasons, CMVN sums.
+
+Nothing is dropped silently: each skipped item carries its id, manifest line and reason, and
+`read == used + skipped` always holds. The trainer writes the skipped list to RUN/skipped.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from asrlab.audio import AudioError, load_audio
+from asrlab.data.manifest import Utterance
+from asrlab.features import LogMel, StatsAccumulator
+
+
+@dataclass(frozen=True)
+class Skipped:
+    split: str
+    id: str
+    source: str  # manifest:line
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"split": self.split, "id": self.id, "source": self.source, "reason": self.reason}
+
+
+@dataclass
+class ScanResult:
+    split: str
+    read: int
+    used: list[Utterance]
+    skipped: list[Skipped]
+    waves: dict[str, np.ndarray] = field(default_factory=dict)  # id -> waveform (kept if asked)
+    sample_rates: dict[int, int] = field(default_factory=dict)  # native rate -> count
+    stats: StatsAccumulator | None = None
+
+
+def audio_problem(wave: np.ndarray) -> str | None:
+    """Why a decoded waveform is unusable, or None."""
+    if wave.size == 0:
+        return "empty audio (0 samples)"
+    if not np.all(np.isfinite(wave)):
+        return "audio contains NaN or inf samples"
+    if float(np.max(np.abs(wave))) < 1e-5:
+        return "audio is all silence (peak below 1e-5)"
+    return None
+
+
+def native_rate(path: Path) -> int | None:
+    try:
+        import soundfile as sf
+
+        return int(sf.info(str(path)).samplerate)
+    except Exception:
+        return None
+
+
+def scan_split(split: str, utts: list[Utterance], sample_rate: int, tokenizer=None,
+               logmel: LogMel | None = None, keep_waves: bool = True) -> ScanResult:
+    """Load each utterance; skip (with a reason) empty text, OOV text, and unusable audio."""
+    result = ScanResult(split, len(utts), [], [])
+    if logmel is not None:
+        result.stats = StatsAccumulator(logmel.cfg.n_mels)
+    for u in utts:
+        reason = None
+        if not u.text.strip():
+            reason = "empty transcript"
+        elif tokenizer is not None and tokenizer.oov(u.text):
+            reason = f"characters not in the vocabulary: {''.join(sorted(tokenizer.oov(u.text)))!r}"
+        wave = None
+        if reason is None:
+            try:
+                wave = load_audio(u.audio_filepath, sample_rate)
+                reason = audio_problem(wave)
+            except AudioError as e:
+                reason = str(e)
+        if reason is not None:
+            result.skipped.append(Skipped(split, u.id, u.source, reason))
+            continue
+        rate = native_rate(u.audio_filepath)
+        if rate is not None:
+            result.sample_rates[rate] = result.sample_rates.get(rate, 0) + 1
+        if result.stats is not None:
+            result.stats.add(logmel(wave))
+        if keep_waves:
+            result.waves[u.id] = wave
+        result.used.append(u)
+    assert result.read == len(result.used) + len(result.skipped)
+    return result
+
+
+def write_skipped(path: str | Path, results: list[ScanResult]) -> Path:
+    path = Path(path)
+    with open(path, "w") as f:
+        for r in results:
+            for s in r.skipped:
+                f.write(json.dumps(s.to_dict()) + "\n")
+    return path

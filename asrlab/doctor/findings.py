@@ -1,0 +1,67 @@
+"""The doctor's vocabulary: every check yields `Finding(code, severity, message, evidence, remedy)`.
+
+Codes are fixed (other tools match on them); see docs/doctor.md for how each is detected.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+SEVERITIES = ("error", "warning", "info")
+
+CODES = {
+    "BLANK_COLLAPSE": "outputs are (nearly) all blank while the loss still falls or has flattened",
+    "UNDERTRAINED": "still in the normal early blank phase: too few updates so far",
+    "INFEASIBLE_LENGTH": "encoder frames < target length + repeated adjacent labels",
+    "FEATURE_MISMATCH": "feature statistics of train and val (or inference input) differ",
+    "SAMPLE_RATE_MISMATCH": "audio rates differ between splits or from the model's",
+    "OOV_CHARACTERS": "transcript characters the vocabulary lacks",
+    "EMPTY_TRANSCRIPT": "utterances with empty text",
+    "BAD_AUDIO": "unreadable, empty, silent, NaN or clipped audio",
+    "NONFINITE_LOSS": "inf/NaN losses",
+    "DIVERGENCE": "loss rising or oscillating",
+    "LAYOUT_MISMATCH": "log-probs given as (N,T,C) where (T,N,C) is expected, or the reverse",
+    "NOT_LOG_PROBS": "emissions are not log-softmax over the vocabulary axis",
+    "BLANK_IN_TARGETS": "targets contain the blank id or ids outside the vocabulary",
+    "BAD_INPUT_LENGTHS": "input lengths exceed the frames or ignore padding",
+    "DURATION_OUTLIER": "utterances far longer or shorter than the rest",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    severity: str  # error | warning | info
+    message: str
+    evidence: dict = field(default_factory=dict)  # numbers and utterance ids behind it
+    remedy: str = ""  # a concrete next step
+
+    def __post_init__(self):
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "severity": self.severity, "message": self.message,
+                "evidence": self.evidence, "remedy": self.remedy}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Finding":
+        return cls(d["code"], d["severity"], d["message"], d.get("evidence", {}),
+                   d.get("remedy", ""))
+
+    def __str__(self) -> str:
+        return f"[{self.severity.upper()}] {self.code}: {self.message}" + \
+            (f"\n    fix: {self.remedy}" if self.remedy else "")
+
+
+def has_errors(findings: Iterable[Finding]) -> bool:
+    return any(f.severity == "error" for f in findings)
+
+
+def write_findings_json(path: str | Path, findings: Iterable[Finding], **extra) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps({"findings": [f.to_dict() for f in findings], **extra}, indent=2))
+    return path

@@ -1,0 +1,75 @@
+"""Evaluate a model on a manifest: corpus WER/CER (jiwer), empty hypotheses, per-utterance rows.
+
+Writes `report.json` (`{"wer", "cer", "n", "empty", ...}`) and, beside it,
+`<report>.utterances.jsonl` with reference, hypothesis and error counts for every utterance.
+Utterances whose audio cannot be read are listed in the report under `skipped`, never dropped
+silently.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asrlab.audio import AudioError
+from asrlab.data.manifest import load_manifest
+from asrlab.decode import make_decoder
+from asrlab.inference import Recognizer
+from asrlab.metrics import error_rates, utterance_errors
+
+
+@dataclass
+class EvalReport:
+    wer: float
+    cer: float
+    n: int
+    empty: int
+    model: str
+    data: str
+    skipped: list[dict] = field(default_factory=list)
+    audio_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    utterances_path: Path | None = None
+
+    def summary(self) -> dict:
+        return {"wer": self.wer, "cer": self.cer, "n": self.n, "empty": self.empty,
+                "skipped": len(self.skipped), "model": self.model, "data": self.data,
+                "audio_seconds": round(self.audio_seconds, 2),
+                "decode_seconds": round(self.decode_seconds, 3),
+                "rtf": round(self.decode_seconds / max(self.audio_seconds, 1e-9), 5)}
+
+
+def evaluate(model_path: Path, data_path: Path, out: Path | None = None, args=None) -> EvalReport:
+    rec = Recognizer.from_path(model_path)
+    decoder = make_decoder(args, rec.tokenizer)
+    utts = load_manifest(data_path)
+    waves, kept, skipped = [], [], []
+    for u in utts:
+        try:
+            waves.append(rec.load(u.audio_filepath))
+            kept.append(u)
+        except AudioError as e:
+            skipped.append({"id": u.id, "source": u.source, "reason": str(e)})
+    t0 = time.perf_counter()
+    hyps = [decoder.decode(lp) for lp in rec.log_probs(waves)]
+    elapsed = time.perf_counter() - t0
+    refs = [u.text for u in kept]
+    rates = error_rates(refs, [h.text for h in hyps])
+    report = EvalReport(rates.wer, rates.cer, rates.n, rates.empty, str(model_path),
+                        str(data_path), skipped,
+                        sum(len(w) for w in waves) / rec.sample_rate, elapsed)
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        report.utterances_path = out.with_suffix(".utterances.jsonl")
+        with open(report.utterances_path, "w") as f:
+            for u, h in zip(kept, hyps):
+                e = utterance_errors(u.text, h.text)
+                f.write(json.dumps({"id": u.id, "ref": u.text, "hyp": h.text,
+                                    "word_errors": e.word_errors, "words": e.words,
+                                    "char_errors": e.char_errors, "chars": e.chars},
+                                   ensure_ascii=False) + "\n")
+        out.write_text(json.dumps({**report.summary(), "skipped_items": skipped}, indent=2))
+    return report

@@ -1,0 +1,145 @@
+"""Features: log-mel filterbanks, global CMVN and SpecAugment.
+
+One code path for training, validation, test and inference: every waveform becomes features
+through `FeaturePipeline`, whose statistics are estimated once on the training set and stored in
+the checkpoint. That is how a train/val feature mismatch is ruled out by construction.
+
+Written in NumPy (not torch) so that the ONNX inference path runs without importing torch.
+Shapes: a waveform is (S,) samples; features are (T, F) frames x mel bins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from asrlab.config import AugmentConfig, FeatureConfig
+
+LOG_FLOOR = 1e-10
+
+
+def hz_to_mel(hz):
+    return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
+
+
+def mel_to_hz(mel):
+    return 700.0 * (10.0 ** (np.asarray(mel) / 2595.0) - 1.0)
+
+
+def mel_filterbank(cfg: FeatureConfig) -> np.ndarray:
+    """(n_fft//2+1, n_mels) triangular HTK-mel filters."""
+    n_bins = cfg.n_fft // 2 + 1
+    freqs = np.linspace(0, cfg.sample_rate / 2, n_bins)
+    mel_pts = np.linspace(hz_to_mel(cfg.fmin), hz_to_mel(cfg.fmax), cfg.n_mels + 2)
+    hz_pts = mel_to_hz(mel_pts)
+    lower, center, upper = hz_pts[:-2, None], hz_pts[1:-1, None], hz_pts[2:, None]
+    up = (freqs[None, :] - lower) / (center - lower)
+    down = (upper - freqs[None, :]) / (upper - center)
+    return np.maximum(0.0, np.minimum(up, down)).T.astype(np.float32)
+
+
+class LogMel:
+    """Waveform (S,) at cfg.sample_rate -> log-mel (T, F); T = 1 + (S - win) // hop."""
+
+    def __init__(self, cfg: FeatureConfig):
+        self.cfg = cfg
+        self.win = int(round(cfg.sample_rate * cfg.win_ms / 1000))
+        self.hop = int(round(cfg.sample_rate * cfg.hop_ms / 1000))
+        self.window = np.hanning(self.win + 1)[:-1].astype(np.float32)  # periodic Hann
+        self.fbank = mel_filterbank(cfg)
+
+    def num_frames(self, num_samples: int) -> int:
+        return 0 if num_samples < self.win else 1 + (num_samples - self.win) // self.hop
+
+    def __call__(self, wave: np.ndarray) -> np.ndarray:
+        wave = np.asarray(wave, dtype=np.float32)
+        if wave.shape[0] < self.win:  # shorter than one window: pad to one frame
+            wave = np.pad(wave, (0, self.win - wave.shape[0]))
+        frames = np.lib.stride_tricks.sliding_window_view(wave, self.win)[::self.hop]  # (T, win)
+        frames = (frames - frames.mean(axis=1, keepdims=True)) * self.window
+        power = np.abs(np.fft.rfft(frames, n=self.cfg.n_fft, axis=1)) ** 2  # (T, n_fft//2+1)
+        return np.log(np.maximum(power @ self.fbank, LOG_FLOOR)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FeatureStats:
+    """Global mean/std per mel bin, estimated on the training set."""
+    mean: np.ndarray  # (F,)
+    std: np.ndarray  # (F,)
+    frames: int  # how many frames they were estimated from
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "frames": self.frames}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureStats":
+        return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32),
+                   int(d["frames"]))
+
+
+class StatsAccumulator:
+    """Summable running sums for mean/variance (works across files and ranks)."""
+
+    def __init__(self, n_mels: int):
+        self.n = 0
+        self.sum = np.zeros(n_mels, np.float64)
+        self.sumsq = np.zeros(n_mels, np.float64)
+
+    def add(self, feats: np.ndarray) -> None:
+        self.n += feats.shape[0]
+        self.sum += feats.sum(axis=0)
+        self.sumsq += (feats.astype(np.float64) ** 2).sum(axis=0)
+
+    def stats(self) -> FeatureStats:
+        if self.n == 0:
+            raise ValueError("no frames to estimate feature statistics from")
+        mean = self.sum / self.n
+        var = np.maximum(self.sumsq / self.n - mean ** 2, 1e-8)
+        return FeatureStats(mean.astype(np.float32), np.sqrt(var).astype(np.float32), self.n)
+
+
+class FeaturePipeline:
+    """Waveform -> normalized log-mel (T, F). The only way features are made in asrlab."""
+
+    def __init__(self, cfg: FeatureConfig, stats: FeatureStats | None = None):
+        self.cfg = cfg
+        self.logmel = LogMel(cfg)
+        self.stats = stats
+
+    def raw(self, wave: np.ndarray) -> np.ndarray:
+        return self.logmel(wave)
+
+    def normalize(self, feats: np.ndarray) -> np.ndarray:
+        if self.stats is None:
+            raise RuntimeError("feature statistics are not set: estimate them on the training "
+                               "set (asrlab.features.estimate_stats) or load a checkpoint")
+        return ((feats - self.stats.mean) / self.stats.std).astype(np.float32)
+
+    def __call__(self, wave: np.ndarray) -> np.ndarray:
+        return self.normalize(self.raw(wave))
+
+
+def estimate_stats(waves, cfg: FeatureConfig) -> FeatureStats:
+    """Estimate CMVN statistics from an iterable of waveforms."""
+    logmel, acc = LogMel(cfg), StatsAccumulator(cfg.n_mels)
+    for wave in waves:
+        acc.add(logmel(wave))
+    return acc.stats()
+
+
+def spec_augment(feats: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Frequency and time masks (SpecAugment); time masks scale with the utterance length.
+    Masks fill with 0, the global mean after CMVN."""
+    feats = feats.copy()
+    T, F = feats.shape
+    for _ in range(cfg.freq_masks):
+        w = int(rng.integers(0, cfg.freq_mask_width + 1))
+        f0 = int(rng.integers(0, max(1, F - w)))
+        feats[:, f0:f0 + w] = 0.0
+    max_t = int(cfg.time_mask_ratio * T)
+    for _ in range(cfg.time_masks):
+        w = int(rng.integers(0, max_t + 1))
+        t0 = int(rng.integers(0, max(1, T - w)))
+        feats[t0:t0 + w, :] = 0.0
+    return feats

@@ -1,0 +1,108 @@
+"""Convolutional front end + bidirectional LSTM encoders.
+
+Dimensions: B batch, T frames, F mel bins, C channels, H hidden. Every module takes and returns
+absolute integer lengths: `forward(x, lengths) -> (y, lengths)`. Padded frames are zeroed after
+every convolution so that a padded batch computes exactly what each utterance computes alone.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+def time_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(B,) lengths -> (B, T) bool, True on real frames."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def conv_out_length(lengths: torch.Tensor, stride: int) -> torch.Tensor:
+    """Frames out of a kernel-3, padding-1 convolution with this stride."""
+    return lengths if stride == 1 else torch.div(lengths - 1, stride, rounding_mode="floor") + 1
+
+
+class ConvFrontEnd(nn.Module):
+    """Conv2d stack over (time, frequency): (B, T, F) -> (B, T', C * F')."""
+
+    def __init__(self, n_mels: int, channels: int, time_strides: tuple[int, ...],
+                 freq_strides: tuple[int, ...], batch_norm: bool = True):
+        super().__init__()
+        self.time_strides = time_strides
+        layers, in_ch, f = [], 1, n_mels
+        for ts, fs in zip(time_strides, freq_strides):
+            block = [nn.Conv2d(in_ch, channels, 3, stride=(ts, fs), padding=1)]
+            if batch_norm:
+                block.append(nn.BatchNorm2d(channels))
+            block.append(nn.ReLU())
+            layers.append(nn.Sequential(*block))
+            in_ch, f = channels, (f - 1) // fs + 1
+        self.layers = nn.ModuleList(layers)
+        self.out_dim = channels * f
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        for ts in self.time_strides:
+            lengths = conv_out_length(lengths, ts)
+        return lengths
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor):
+        x = x.unsqueeze(1)  # (B, 1, T, F)
+        for layer, ts in zip(self.layers, self.time_strides):
+            x = layer(x)  # (B, C, T', F')
+            lengths = conv_out_length(lengths, ts)
+            x = x * time_mask(lengths, x.shape[2])[:, None, :, None]
+        B, C, T, F = x.shape
+        return x.permute(0, 2, 1, 3).reshape(B, T, C * F), lengths  # (B, T', C*F')
+
+
+class BiLSTM(nn.Module):
+    """Packed bidirectional LSTM: (B, T, D) -> (B, T, 2H); padding never enters the state."""
+
+    def __init__(self, input_dim: int, hidden: int, layers: int, dropout: float):
+        super().__init__()
+        self.rnn = nn.LSTM(input_dim, hidden, num_layers=layers, batch_first=True,
+                           bidirectional=True, dropout=dropout if layers > 1 else 0.0)
+        self.out_dim = 2 * hidden
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor):
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        y, _ = self.rnn(packed)
+        y, _ = pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
+        return y, lengths
+
+
+class CRNNEncoder(nn.Module):
+    """ConvFrontEnd -> (projection) -> BiLSTM. Time subsampling = product of time strides."""
+
+    def __init__(self, n_mels: int, channels: int, hidden: int, layers: int, dropout: float,
+                 time_strides: tuple[int, ...], freq_strides: tuple[int, ...],
+                 project: bool, batch_norm: bool = True):
+        super().__init__()
+        self.frontend = ConvFrontEnd(n_mels, channels, time_strides, freq_strides, batch_norm)
+        dim = self.frontend.out_dim
+        self.proj = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout)) \
+            if project else nn.Identity()
+        self.rnn = BiLSTM(hidden if project else dim, hidden, layers, dropout)
+        self.out_dim = self.rnn.out_dim
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return self.frontend.output_lengths(lengths)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor):
+        x, lengths = self.frontend(x, lengths)  # (B, T', C*F')
+        x = self.proj(x)
+        return self.rnn(x, lengths)  # (B, T', 2H)
+
+
+def seed_crnn(n_mels: int, cfg) -> CRNNEncoder:
+    """The original report's encoder: 2 Conv2D layers of 64 channels (stride 2 in frequency
+    only, so T stays at 100 frames/s as in its 438-frame dumps), 2-layer BiLSTM of 256."""
+    return CRNNEncoder(n_mels, cfg.conv_channels, cfg.hidden, cfg.layers, cfg.dropout,
+                       time_strides=(1, 1), freq_strides=(2, 2), project=False, batch_norm=False)
+
+
+def crnn_sub4(n_mels: int, cfg) -> CRNNEncoder:
+    """Default: 4x time subsampling in the conv front end, then a BiLSTM at 25 frames/s.
+    Subsampling first makes the recurrent layers 4x cheaper, which is what a CPU needs."""
+    return CRNNEncoder(n_mels, cfg.conv_channels, cfg.hidden, cfg.layers, cfg.dropout,
+                       time_strides=(2, 2), freq_strides=(2, 2), project=True)
