@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Callable
 
 __all__ = ["GENERATOR_VERSION", "ALPHABET", "generate_sentences", "normalize_text",
-           "number_to_words", "load_text_file", "read_text_file", "TextFileReport"]
+           "number_to_words", "ordinal_words", "load_text_file", "read_text_file",
+           "TextFileReport"]
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ def number_to_words(n: int) -> str:
     for value, name in _SCALES:
         if n >= value:
             high, rest = divmod(n, value)
-            return number_to_words(high) + " " + name + (" " + number_to_words(rest) if rest else "")
+            tail = " " + number_to_words(rest) if rest else ""
+            return f"{number_to_words(high)} {name}{tail}"
     raise AssertionError("unreachable")
 
 
@@ -216,6 +218,10 @@ class Verb:
     objs: tuple[str, ...] = ()  # noun kinds it takes as object
     animal_ok: bool = False  # an animal may be its subject
 
+    def form(self, word: str) -> str:
+        """A conjugated form with the verb's tail: form(past) of 'look for' -> 'looked for'."""
+        return f"{word} {self.tail}" if self.tail else word
+
     @property
     def third(self) -> str:
         return _third_person(self.base)
@@ -231,7 +237,8 @@ def _nouns(kind: str, spec: str, mass: bool = False) -> list[Noun]:
     for item in spec.split():
         sg, _, pl = item.partition(":")
         sg = sg.replace("_", " ")
-        out.append(Noun(sg, pl.replace("_", " ") if pl else (sg if mass else plural(sg)), kind, mass))
+        pl = pl.replace("_", " ") if pl else (sg if mass else plural(sg))
+        out.append(Noun(sg, pl, kind, mass))
     return out
 
 
@@ -293,6 +300,8 @@ LANDMARKS = "bridge church corner bank school station square hotel museum cafe".
 ADJ_THING = ("old new small big heavy light empty full broken clean dirty cheap expensive nice "
              "strange round wooden soft warm cold wet dry lovely simple useful little").split()
 COLORS = "red blue green yellow black white brown gray pink purple".split()
+ADJ_READING = "old new short long interesting boring funny strange sad famous".split()
+ADJ_VEHICLE = "old new small big clean dirty cheap expensive fast slow".split()
 ADJ_FOOD = "fresh warm hot cold sweet salty delicious spicy ripe cheap".split()
 ADJ_DRINK = "hot cold fresh warm sweet".split()
 ADJ_PERSON = ("young old tall kind friendly new famous little quiet clever funny polite "
@@ -302,11 +311,14 @@ ADJ_STATE = ("tired happy sad busy angry hungry thirsty sick late early ready qu
 ADJ_ANIMAL = "small big old young friendly hungry lazy noisy brown black white little wild".split()
 ADJ_PLACE = ("old new busy quiet small big crowded empty beautiful dark cold warm noisy famous "
              "nearest main").split()
-ADVERBS = ("quickly slowly carefully quietly loudly happily together again often always "
-           "never sometimes usually finally suddenly gently patiently easily").split()
-MANNER = ("quickly slowly carefully quietly loudly happily together again finally suddenly "
-          "gently patiently").split()
-INTENSIFIERS = "very really quite so too a_little".replace("_", " ").split()
+MANNER = [w.replace("_", " ") for w in "quietly happily together again for_a_while all_day".split()]
+MANNER_FOR = {  # verbs that take more specific adverbs
+    "run": "quickly slowly fast again together every_morning", "swim": "slowly fast together",
+    "sing": "loudly quietly beautifully together", "work": "hard late carefully all_day",
+    "wait": "patiently quietly for_an_hour", "sleep": "well badly all_night for_an_hour",
+    "study": "hard late carefully together", "play": "happily quietly together outside",
+    "laugh": "loudly quietly again", "cook": "carefully together", "read": "quietly slowly aloud"}
+INTENSIFIERS = [w.replace("_", " ") for w in "very really quite so too a_little".split()]
 DAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
 SEASONS = "spring summer autumn winter".split()
 MEALS = "breakfast lunch dinner".split()
@@ -317,10 +329,11 @@ VERBS_TRANSITIVE = (
     _verbs("eat/ate/eaten", "food", animal_ok=True)
     + _verbs("cook cut/cut/cut taste order share", "food")
     + _verbs("drink/drank/drunk", "drink", animal_ok=True)
-    + _verbs("pour want_some", "drink")
+    + _verbs("pour", "drink")
     + _verbs("buy/bought sell/sold bring/brought need want", "food drink thing clothes reading")
-    + _verbs("carry find/found lose/lost hold/held drop keep/kept take/took/taken move hide/hid/hidden "
-             "borrow clean fix wash pick_up look_for forget/forgot/forgotten leave/left",
+    + _verbs("carry find/found lose/lost hold/held drop keep/kept take/took/taken move "
+             "hide/hid/hidden borrow clean fix wash pick_up look_for forget/forgot/forgotten "
+             "leave/left",
              "thing clothes reading")
     + _verbs("open close", "openable")
     + _verbs("read/read write/wrote/written send/sent", "reading")
@@ -360,6 +373,12 @@ class Subject:
         return self.person == "3s"
 
 
+_CONTRACTIONS = {
+    "i am ": "i'm ", "you are ": "you're ", "we are ": "we're ", "they are ": "they're ",
+    "he is ": "he's ", "she is ": "she's ", "it is ": "it's ", "i will ": "i'll ",
+    "we will ": "we'll ", "you will ": "you'll ", "i have ": "i've ", "is not ": "isn't ",
+    "are not ": "aren't ", "was not ": "wasn't ", "can not ": "can't ",
+    "could not ": "couldn't ", "should not ": "shouldn't "}
 PRONOUNS = [Subject("i", "1s"), Subject("you", "2"), Subject("he", "3s"), Subject("she", "3s"),
             Subject("we", "1p"), Subject("they", "3p")]
 OBJECT_PRONOUNS = "me you him her us them".split()
@@ -393,7 +412,7 @@ class Grammar:
     # -- noun phrases
     def adjective_for(self, noun: Noun) -> str:
         table = {"food": ADJ_FOOD, "drink": ADJ_DRINK, "animal": ADJ_ANIMAL,
-                 "person": ADJ_PERSON, "vehicle": ADJ_THING[:12] + COLORS}
+                 "person": ADJ_PERSON, "vehicle": ADJ_VEHICLE + COLORS, "reading": ADJ_READING}
         return self.pick(table.get(noun.kind, ADJ_THING + COLORS))
 
     def noun_phrase(self, noun: Noun, adj_p: float = 0.35, plural_p: float = 0.3) -> str:
@@ -411,7 +430,9 @@ class Grammar:
         return f"{det} {adj}{noun.sg}"
 
     def singular_determiners(self, kind: str) -> list[str]:
-        if kind in ("food", "person"):
+        if kind == "person":
+            return ["the", "the", "a", "this", "that"]
+        if kind == "food":
             return ["the", "the", "a", "this", "that", "your", "our"]
         if kind == "place":
             return ["the", "the", "the", "that"]
@@ -424,7 +445,8 @@ class Grammar:
         if roll < 0.55:
             return f"{self.pick(POSSESSIVES)} {self.pick(KIN).sg}"
         if roll < 0.65:
-            return f"{self.pick(POSSESSIVES)} {self.pick(['friends', 'neighbors', 'parents', 'cousins'])}"
+            group = self.pick(["friends", "neighbors", "parents", "cousins"])
+            return f"{self.pick(POSSESSIVES)} {group}"
         return self.noun_phrase(self.pick(PEOPLE), adj_p=0.3, plural_p=0.2)
 
     def subject(self, animals: bool = False, question: bool = False) -> Subject:
@@ -482,7 +504,7 @@ class Grammar:
             return "home" if motion else "at home"
         name, prep = self.pick([p for p in PLACES if p[0] not in ROOMS] if motion else PLACES)
         adj = self.pick(ADJ_PLACE) + " " if self.chance(0.25) else ""
-        det = "the" if self.chance(0.85) else self.pick(["our", "my", "that"])
+        det = "the" if self.chance(0.9) else "that"
         if motion:
             return f"to {det} {adj}{name}"
         if self.chance(0.2):
@@ -516,6 +538,7 @@ class Grammar:
                         "in the evening", "at night", f"in the {r.choice(SEASONS)}",
                         f"twice a {r.choice(['day', 'week', 'month'])}"],
             "progressive": ["right now", "today", "at the moment", "this afternoon", "this week"],
+            "perfect": ["today", "this week", "this year", "before", "twice", "this morning"],
         }
         return r.choice(options.get(tense, options["progressive"]))
 
@@ -555,12 +578,7 @@ class Grammar:
         """Sometimes contract pronoun + auxiliary: 'i am' -> 'i'm'."""
         if not self.chance(0.35):
             return text
-        pairs = {"i am ": "i'm ", "you are ": "you're ", "we are ": "we're ", "they are ": "they're ",
-                 "he is ": "he's ", "she is ": "she's ", "it is ": "it's ", "i will ": "i'll ",
-                 "we will ": "we'll ", "you will ": "you'll ", "i have ": "i've ", "is not ": "isn't ",
-                 "are not ": "aren't ", "was not ": "wasn't ", "can not ": "can't ",
-                 "could not ": "couldn't ", "should not ": "shouldn't "}
-        for full, short in pairs.items():
+        for full, short in _CONTRACTIONS.items():
             if text.startswith(full) or f" {full}" in text:
                 return (" " + text).replace(" " + full, " " + short, 1).strip()
         return text
@@ -575,7 +593,7 @@ def _statement_action(g: Grammar) -> str:
     verb = g.pick(pool)
     negative = g.chance(0.15)
     vp = g.verb_phrase(subj, verb, tense, negative)
-    place = g.opt(0.35, g.place)
+    place = "" if "place" in verb.objs else g.opt(0.35, g.place)
     when = g.opt(0.4, lambda: g.time(tense)) if tense != "modal" else ""
     return g.contract(f"{subj.text} {vp} {g.object_for(verb)} {place} {when}")
 
@@ -584,9 +602,15 @@ def _statement_intransitive(g: Grammar) -> str:
     subj = g.subject(animals=True)
     tense = g.tense()
     pool = [v for v in VERBS_INTRANSITIVE if v.animal_ok] if subj.animal else VERBS_INTRANSITIVE
-    vp = g.verb_phrase(subj, g.pick(pool), tense, g.chance(0.1))
-    adverb = g.opt(0.35, lambda: g.pick(MANNER))
-    return g.contract(f"{subj.text} {vp} {adverb} {g.place()} {g.opt(0.5, lambda: g.time(tense))}")
+    verb = g.pick(pool)
+    vp = g.verb_phrase(subj, verb, tense, g.chance(0.1))
+    adverbs = [w.replace("_", " ") for w in MANNER_FOR.get(verb.base, "").split()] or MANNER
+    adverb = g.opt(0.35, lambda: g.pick(adverbs))
+    if verb.base == "swim":
+        place = f"in the {g.pick(['lake', 'river', 'sea', 'pool'])}"
+    else:
+        place = g.place()
+    return g.contract(f"{subj.text} {vp} {adverb} {place} {g.opt(0.5, lambda: g.time(tense))}")
 
 
 def _statement_motion(g: Grammar) -> str:
@@ -609,7 +633,8 @@ def _statement_there_is(g: Grammar) -> str:
             phrase = f"{article(adj)} {adj} {noun.sg}"
     else:
         be, phrase = ("were" if past else "are"), f"{number_to_words(count)} {noun.pl}"
-    return f"there {be} {phrase} {g.place()} {g.opt(0.3, lambda: g.time('past') if past else 'today')}"
+    when = g.opt(0.3, lambda: g.time("past") if past else "today")
+    return f"there {be} {phrase} {g.place()} {when}"
 
 
 def _statement_state(g: Grammar) -> str:
@@ -627,7 +652,7 @@ def _statement_state(g: Grammar) -> str:
 def _statement_thing_state(g: Grammar) -> str:
     noun = g.pick(FOODS_MASS + DRINKS + THINGS + CLOTHES + READING + VEHICLES)
     det = g.pick(["the", "this", "that", "my", "your", "our"])
-    adj = g.pick(ADJ_FOOD if noun.kind in ("food", "drink") else ADJ_THING + COLORS)
+    adj = g.adjective_for(noun)
     be = g.pick(["is", "was", "looks", "seems"])
     return f"{det} {noun.sg} {be} {g.opt(0.5, lambda: g.pick(INTENSIFIERS))} {adj}"
 
@@ -637,7 +662,7 @@ def _statement_location(g: Grammar) -> str:
     many = g.chance(0.3)
     owner = g.pick(["the", "my", "your", "his", "her", "our", "their"])
     prep = g.pick(["on", "under", "next to", "behind", "in front of", "near"])
-    where = g.pick(FURNITURE + ["door", "window", "bed", "lamp"])
+    where = g.pick(FURNITURE + ([] if prep in ("on", "under") else ["door", "window", "lamp"]))
     if g.chance(0.3):
         prep, where = "in", g.pick(["the kitchen", "the car", "the garage", "the drawer",
                                     "my bag", "the box", "the hall", "your pocket"])
@@ -652,14 +677,15 @@ def _statement_intention(g: Grammar) -> str:
     head = g.pick(VERBS_CLAUSE)
     tense = g.pick(["present", "past"])
     verb = g.pick(VERBS_ACTION)
-    clause = f"to {verb.base}{' ' + verb.tail if verb.tail else ''} {g.object_for(verb)}"
-    return f"{subj.text} {g.verb_phrase(subj, head, tense)} {clause} {g.opt(0.3, lambda: g.time('future'))}"
+    clause = f"to {verb.form(verb.base)} {g.object_for(verb)}"
+    when = g.opt(0.3, lambda: g.time("future")) if tense == "present" else ""
+    return f"{subj.text} {g.verb_phrase(subj, head, tense)} {clause} {when}"
 
 
 def _statement_because(g: Grammar) -> str:
     subj, other = g.subject(), g.subject()
     verb = g.pick(VERBS_TRANSITIVE)
-    return (f"{subj.text} {verb.past}{' ' + verb.tail if verb.tail else ''} {g.object_for(verb)} "
+    return (f"{subj.text} {verb.form(verb.past)} {g.object_for(verb)} "
             f"because {other.text} {g.be(other, past=True)} {g.pick(ADJ_STATE)}")
 
 
@@ -670,7 +696,7 @@ def _statement_two_actions(g: Grammar) -> str:
     vp1 = g.verb_phrase(subj, first, tense)
     vp2 = g.verb_phrase(subj, second, "past" if tense == "past" else "present")
     if tense == "future":
-        vp2 = f"{second.base}{' ' + second.tail if second.tail else ''}"
+        vp2 = second.form(second.base)
     return f"{subj.text} {vp1} {g.object_for(first)} and {vp2} {g.object_for(second)}"
 
 
@@ -679,16 +705,20 @@ def _statement_count(g: Grammar) -> str:
     noun = g.pick(FOODS + THINGS + READING + CLOTHES)
     verb = g.pick([v for v in VERBS_TRANSITIVE if noun.kind in v.objs] or VERBS_TRANSITIVE[:1])
     tense = g.pick(["past", "present", "future", "perfect"])
-    amount = number_to_words(g.r.choice([2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 20, 24, 30, 50, 100]))
-    return f"{subj.text} {g.verb_phrase(subj, verb, tense)} {amount} {noun.pl} {g.opt(0.4, g.place)}"
+    amount = number_to_words(g.pick([2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 20, 24, 30, 50, 100]))
+    vp = g.verb_phrase(subj, verb, tense)
+    return f"{subj.text} {vp} {amount} {noun.pl} {g.opt(0.4, g.place)}"
 
 
 def _statement_schedule(g: Grammar) -> str:
-    thing = g.pick([f"the {t.sg}" for t in TRANSPORT] + [f"the {p}" for p in OPENING_HOURS]
-                   + ["the meeting", "the class", "the concert", "the game", "the party"])
-    transport = any(thing.endswith(t.sg) for t in TRANSPORT)
-    verb = g.pick(["leaves", "arrives", "stops here"] if transport else
-                  ["opens", "closes", "starts", "ends"])
+    roll = g.r.random()
+    if roll < 0.4:
+        thing, verbs = g.pick(TRANSPORT).sg, ["leaves", "arrives", "stops here"]
+    elif roll < 0.75:
+        thing, verbs = g.pick(OPENING_HOURS), ["opens", "closes"]
+    else:
+        thing, verbs = g.pick(["meeting", "class", "concert", "game", "party"]), ["starts", "ends"]
+    thing, verb = f"the {thing}", g.pick(verbs)
     day = g.opt(0.3, lambda: g.pick([f"on {d}s" for d in DAYS] + ["every day", "tomorrow"]))
     return f"{thing} {verb} at {g.clock()} {day}"
 
@@ -701,7 +731,8 @@ def _statement_price(g: Grammar) -> str:
     if subject.startswith("a "):
         subject = f"{article(noun.sg)} {noun.sg}"
     verb = g.pick(["cost", "cost"] if many else ["costs", "cost"])
-    cents = g.opt(0.4, lambda: f"and {g.pick(['fifty', 'twenty five', 'ninety nine', 'ten'])} cents")
+    cents = g.opt(0.4, lambda: f"and {g.pick(['fifty', 'twenty five', 'ninety nine', 'ten'])} "
+                               "cents")
     return f"{subject} {verb} {number_to_words(g.r.randint(2, 99))} dollars {cents}"
 
 
@@ -710,20 +741,24 @@ def _statement_weather(g: Grammar) -> str:
     when = g.opt(0.5, lambda: g.pick(["today", "this morning", "all day", "in the city"]))
     if roll < 0.5:
         be = g.pick(["it is", "it was", "it will be", "it's"])
-        return f"{be} {g.opt(0.3, lambda: g.pick(INTENSIFIERS))} {g.pick(WEATHER)} {when} {g.opt(0.3, g.place)}"
+        where = "" if when else g.opt(0.3, g.place)
+        return f"{be} {g.opt(0.3, lambda: g.pick(INTENSIFIERS))} {g.pick(WEATHER)} {when} {where}"
     if roll < 0.8:
         return f"it {g.pick(['rained', 'snowed', 'is raining', 'will snow', 'might rain'])} {when}"
-    return f"the weather {g.pick(['is', 'was', 'will be'])} {g.pick(['nice', 'bad', 'lovely', 'terrible', 'perfect'])} {when}"
+    quality = g.pick(["nice", "bad", "lovely", "terrible", "perfect"])
+    return f"the weather {g.pick(['is', 'was', 'will be'])} {quality} {when}"
 
 
 def _statement_age(g: Grammar) -> str:
     roll = g.r.random()
     if roll < 0.6:
-        who, age = g.pick([f"{g.pick(POSSESSIVES)} {g.pick(KIN).sg}", g.pick(NAMES)]), g.r.randint(2, 95)
+        who = g.pick([f"{g.pick(POSSESSIVES)} {g.pick(KIN).sg}", g.pick(NAMES)])
+        age = g.r.randint(2, 95)
     elif roll < 0.8:
         who, age = f"{g.pick(POSSESSIVES)} {g.pick(ANIMALS[:8]).sg}", g.r.randint(1, 15)
     else:
-        who, age = f"the {g.pick(['house', 'church', 'bridge', 'school', 'castle', 'tree'])}", g.r.randint(20, 400)
+        who = f"the {g.pick(['house', 'church', 'bridge', 'school', 'castle', 'tree'])}"
+        age = g.r.randint(20, 400)
     years = "year" if age == 1 else "years"
     return f"{who} {g.pick(['is', 'will be', 'was'])} {number_to_words(age)} {years} old"
 
@@ -736,8 +771,8 @@ def _statement_opinion(g: Grammar) -> str:
 
 def _question_yes_no(g: Grammar) -> str:
     subj = g.subject(question=True)
-    verb = g.pick(VERBS_TRANSITIVE)
     aux = g.pick(["did", "do", "will", "can", "should", "could"])
+    verb = g.pick(VERBS_TRANSITIVE if aux in ("did", "do", "will") else VERBS_ACTION)
     if aux == "do" and subj.third_singular:
         aux = "does"
     tail = f" {verb.tail}" if verb.tail else ""
@@ -763,14 +798,16 @@ def _question_be(g: Grammar) -> str:
     if roll < 0.35:
         subj = g.subject()
         be = g.be(subj, g.chance(0.4))
-        return f"{g.pick(['why', 'how', '']) } {be} {subj.text} {g.opt(0.4, lambda: g.pick(INTENSIFIERS))} {g.pick(ADJ_STATE)}"
+        very = g.opt(0.4, lambda: g.pick(INTENSIFIERS))
+        return f"{g.pick(['why', 'how', ''])} {be} {subj.text} {very} {g.pick(ADJ_STATE)}"
     if roll < 0.7:
         noun = g.pick(THINGS + CLOTHES + READING + VEHICLES)
         many = g.chance(0.3)
         owner = g.pick(["my", "your", "the", "our", "his", "her"])
         return f"where {'are' if many else 'is'} {owner} {noun.pl if many else noun.sg}"
-    name = g.pick(NAMES)
-    return f"{g.pick(['is', 'was'])} {name} {g.place()} {g.pick(['today', 'yesterday', 'now', ''])}"
+    past = g.chance(0.4)
+    when = g.pick(["yesterday", "last night", ""] if past else ["today", "now", "tonight", ""])
+    return f"{'was' if past else 'is'} {g.pick(NAMES)} {g.place()} {when}"
 
 
 def _question_how_many(g: Grammar) -> str:
@@ -783,24 +820,26 @@ def _question_how_many(g: Grammar) -> str:
     aux = g.pick(["did", "do", "will"])
     if aux == "do" and subj.third_singular:
         aux = "does"
-    return f"how many {noun.pl} {aux} {subj.text} {verb.base}{' ' + verb.tail if verb.tail else ''}"
+    return f"how many {noun.pl} {aux} {subj.text} {verb.form(verb.base)}"
 
 
 def _question_misc(g: Grammar) -> str:
     roll = g.r.random()
     if roll < 0.25:
         transport = g.pick(TRANSPORT).sg
-        return f"what time does the {g.pick(['next', 'last', 'first', ''])} {transport} {g.pick(['leave', 'arrive'])}"
+        which = g.pick(["next", "last", "first", ""])
+        return f"what time does the {which} {transport} {g.pick(['leave', 'arrive'])}"
     if roll < 0.45:
         verb = g.pick(VERBS_TRANSITIVE)
-        return f"who {verb.past}{' ' + verb.tail if verb.tail else ''} {g.object_for(verb)} {g.opt(0.4, lambda: g.time('past'))}"
+        when = g.opt(0.4, lambda: g.time("past"))
+        return f"who {verb.form(verb.past)} {g.object_for(verb)} {when}"
     if roll < 0.65:
         verb = g.pick(VERBS_TRANSITIVE)
-        return (f"have you {g.opt(0.3, lambda: 'ever')} {verb.pp}{' ' + verb.tail if verb.tail else ''} "
-                f"{g.object_for(verb)}")
+        return f"have you {g.opt(0.3, lambda: 'ever')} {verb.form(verb.pp)} {g.object_for(verb)}"
     if roll < 0.85:
-        return f"how long does it take to get to the {g.pick(PLACES)[0]}"
-    return f"do you {g.pick(['like', 'want', 'need'])} {g.pick(['some', 'more'])} {g.pick(FOODS_MASS + DRINKS).sg}"
+        return f"how long does it take to get {g.place(motion=True)}"
+    food = g.pick(FOODS_MASS + DRINKS).sg
+    return f"do you {g.pick(['like', 'want', 'need'])} {g.pick(['some', 'more'])} {food}"
 
 
 def _instruction_action(g: Grammar) -> str:
@@ -818,7 +857,8 @@ def _instruction_put(g: Grammar) -> str:
     verb = g.pick(["put", "leave", "place", "keep", "hide"])
     prep = g.pick(["on", "under", "next to", "behind", "near"])
     where = g.pick(FURNITURE + ["door", "window", "box", "basket"])
-    return f"{g.opt(0.3, lambda: 'please')} {verb} {g.noun_phrase(noun, plural_p=0.3)} {prep} the {where}"
+    thing = g.noun_phrase(noun, plural_p=0.3)
+    return f"{g.opt(0.3, lambda: 'please')} {verb} {thing} {prep} the {where}"
 
 
 def _instruction_directions(g: Grammar) -> str:
@@ -827,8 +867,11 @@ def _instruction_directions(g: Grammar) -> str:
     if roll < 0.4:
         return f"turn {g.pick(['left', 'right'])} at the {landmark}"
     if roll < 0.7:
-        return f"walk {g.number(2, 6)} blocks and turn {g.pick(['left', 'right'])} {g.opt(0.4, lambda: 'at the ' + landmark)}"
-    return f"go {g.pick(['straight', 'past the ' + landmark, 'across the ' + g.pick(['road', 'bridge', 'square'])])} and {g.pick(['stop', 'wait', 'look'])} {g.place()}"
+        at = g.opt(0.4, lambda: "at the " + landmark)
+        return f"walk {g.number(2, 6)} blocks and turn {g.pick(['left', 'right'])} {at}"
+    way = g.pick(["straight", f"past the {landmark}",
+                  f"across the {g.pick(['road', 'bridge', 'square'])}"])
+    return f"go {way} and {g.pick(['stop', 'wait', 'look'])} {g.place()}"
 
 
 def _instruction_move(g: Grammar) -> str:
@@ -841,7 +884,8 @@ def _instruction_bring(g: Grammar) -> str:
     thing = g.noun_phrase(g.pick(THINGS + READING + FOODS + DRINKS + CLOTHES), plural_p=0.2)
     verb = g.pick(["bring", "give", "show", "send", "pass", "hand"])
     whom = g.pick(["me", "us", "him", "her", "them", g.pick(NAMES)])
-    return f"{g.opt(0.4, lambda: 'please')} {verb} {whom} {thing} {g.opt(0.3, lambda: g.time('future'))}"
+    when = g.opt(0.3, lambda: g.time("future"))
+    return f"{g.opt(0.4, lambda: 'please')} {verb} {whom} {thing} {when}"
 
 
 TEMPLATES: list[tuple[Callable[[Grammar], str], float]] = [
@@ -915,17 +959,18 @@ class TextFileReport:
         return "\n".join(lines)
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|[;]\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 
 
 def _detect_mode(lines: list[str]) -> str:
-    """'prose' for hard-wrapped running text, 'lines' for one sentence a line."""
+    """'prose' for hard-wrapped running text (many lines run on past their end and have a
+    sentence break inside), else 'lines' (one sentence a line, punctuated or not)."""
     nonblank = [ln.strip() for ln in lines if ln.strip()]
     if not nonblank:
         return "lines"
-    ends = sum(bool(re.search(r"[.!?][\"')\]]*$", ln)) for ln in nonblank) / len(nonblank)
-    punctuated = sum(bool(re.search(r"[.!?]", ln)) for ln in nonblank) / len(nonblank)
-    return "prose" if punctuated > 0.3 and ends < 0.5 else "lines"
+    open_ended = sum(not re.search(r"[.!?][\"')\]]*$", ln) for ln in nonblank) / len(nonblank)
+    mid_break = sum(bool(re.search(r"[.!?][\"')\]]*\s+\S", ln)) for ln in nonblank) / len(nonblank)
+    return "prose" if open_ended >= 0.25 and mid_break >= 0.25 else "lines"
 
 
 def _segments(text: str, mode: str) -> list[str]:
@@ -973,8 +1018,8 @@ def read_text_file(path: str | Path, mode: str = "auto", min_words: int = 2,
 def load_text_file(path: str | Path, mode: str = "auto") -> list[str]:
     """Read sentences from a UTF-8 text file, normalized to the transcript alphabet.
 
-    mode="lines" takes one sentence a line (a line with several sentences is split on
-    . ! ? ;), "prose" joins each paragraph and splits it on sentence punctuation, "auto"
+    mode="lines" takes one sentence a line (a line with several sentences is split after
+    . ! ?), "prose" joins each paragraph and splits it on sentence punctuation, "auto"
     picks prose for hard-wrapped running text. Each sentence is lowercased, numbers are
     spelled out, other characters dropped; sentences of 2-20 words are kept, duplicates
     dropped (first occurrence wins). Every drop is counted by reason and logged (warning);

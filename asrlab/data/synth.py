@@ -1,0 +1,709 @@
+"""Build a synthetic speech corpus with text-to-speech: WAVs plus train/val/test manifests.
+
+    synthesize_corpus("data/synth")   # 1111 / 99 / 300 utterances (~0.85 h), ~10-20 s on 2 cores
+
+The main engine is espeak-ng, loaded from the pip package `espeakng-loader` (which bundles
+libespeak-ng and its voice data) and driven through ctypes, so nothing has to be installed
+system-wide. Debian's `flite` and festival's `text2wave` can be added with `engines=`.
+
+A *speaker* is one engine voice with fixed settings, for espeak (language voice, voice
+variant, rate in words per minute, pitch 0-100), e.g. "espeak:en-gb-scotland+m3:r172:p41".
+Speakers are drawn from the seed and every utterance names its speaker in the manifest
+(`speaker` key). Speakers are shared between splits: val and test measure generalization
+to unseen *sentences* spoken by known voices, not to unseen voices. Sentences never repeat
+across splits (checked before any audio is made).
+
+Output layout (paths in manifests are relative to `out_dir`):
+
+    out_dir/{train,val,test}.jsonl   audio_filepath, duration, text, id, speaker
+    out_dir/wavs/{split}/*.wav        16 kHz mono PCM16, edge silence trimmed to 0.1 s
+    out_dir/corpus.json               seed, counts, hours, speakers, engines, versions
+
+Audio is made by `jobs` worker processes, each initializing espeak once. Every utterance's
+text, speaker and noise seed are fixed up front and espeak's carried-over state is reset per
+batch (see _run_batch), so the same arguments give byte-identical WAVs whatever `jobs` is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import logging
+import math
+import multiprocessing
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from asrlab.data.manifest import Utterance, write_manifest
+from asrlab.data.sentences import GENERATOR_VERSION, generate_sentences, read_text_file
+
+__all__ = ["SYNTH_VERSION", "SAMPLE_RATE", "SPLITS", "Speaker", "EngineUnavailable", "SynthError",
+           "synthesize_corpus", "make_speakers", "available_engines", "add_synth_arguments",
+           "run_synth"]
+
+log = logging.getLogger(__name__)
+
+SYNTH_VERSION = "synth-2"
+SAMPLE_RATE = 16000
+SPLITS = ("train", "val", "test")
+EDGE_SILENCE_S = 0.1
+BATCH = 16  # utterances one forked child makes in a row; fixed, so audio is independent of jobs
+RATE_RANGE = (110, 170)  # words per minute: espeak runs fast; this gives ~15 chars/s, like read speech
+PITCH_RANGE = (30, 75)  # espeak pitch, 0-100 (50 = the voice's normal pitch)
+
+# English voices of espeak-ng's bundled data ("en" is British English).
+ESPEAK_VOICES = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan",
+                 "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
+# Voice variants that still sound like a person talking (no whisper, croak or robot effects).
+ESPEAK_VARIANTS = ("", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4",
+                   "f5", "klatt", "klatt2", "klatt3", "klatt4", "klatt5", "klatt6", "adam",
+                   "Alex", "Andy", "aunty", "benjamin", "david", "ed", "edward", "iven", "john",
+                   "linda", "max", "michel", "norbert", "paul", "quincy", "rob", "robert",
+                   "steph", "travis", "belinda")
+FLITE_VOICES = ("slt", "awb", "rms", "kal16")
+APT_PACKAGES = {"flite": "flite", "festival": "festival festvox-kallpc16k"}
+ENGINE_PROGRAMS = {"flite": "flite", "festival": "text2wave"}
+ENGINES = ("espeak", "flite", "festival")
+
+# espeak-ng API constants (speak_lib.h)
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_DONT_EXIT = 0x8000
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_PARAM_RATE, _PARAM_VOLUME, _PARAM_PITCH = 1, 2, 3
+_VOLUME = 70  # of 0-200 (100 = default, which often reaches full scale); leaves headroom
+_SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                                   ctypes.c_void_p)
+
+
+class EngineUnavailable(RuntimeError):
+    """A requested TTS engine is not installed; the message says how to install it."""
+
+
+class SynthError(RuntimeError):
+    """Synthesis failed for one or more utterances, or the corpus request is impossible."""
+
+
+# --------------------------------------------------------------------------- speakers
+
+@dataclass(frozen=True)
+class Speaker:
+    """One synthetic voice with fixed settings. pitch is None where the engine has no knob."""
+
+    engine: str
+    voice: str
+    variant: str
+    rate: int  # words per minute
+    pitch: int | None
+
+    @property
+    def id(self) -> str:
+        name = f"{self.voice}+{self.variant}" if self.variant else self.voice
+        pitch = f":p{self.pitch}" if self.pitch is not None else ""
+        return f"{self.engine}:{name}:r{self.rate}{pitch}"
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, **asdict(self)}
+
+
+def _espeak_data_path() -> Path:
+    try:
+        import espeakng_loader
+    except ImportError:
+        raise EngineUnavailable("the espeak engine needs the pip package espeakng-loader "
+                                "(it bundles espeak-ng): pip install espeakng-loader") from None
+    return Path(espeakng_loader.get_data_path())
+
+
+def espeak_inventory() -> tuple[list[str], list[str]]:
+    """English voices and usable variants present in the bundled espeak-ng data."""
+    data = _espeak_data_path()
+    have = {p.name.lower() for p in (data / "lang").rglob("*") if p.is_file()}
+    voices = [v for v in ESPEAK_VOICES if v in have]
+    variant_dir = data / "voices" / "!v"
+    variants = [v for v in ESPEAK_VARIANTS if not v or (variant_dir / v).is_file()]
+    if not voices:
+        raise EngineUnavailable(f"no English voices found in the espeak-ng data at {data}")
+    return voices, variants
+
+
+def festival_voices() -> list[str]:
+    """Festival voices installed under /usr/share/festival/voices (e.g. kal_diphone)."""
+    root = Path("/usr/share/festival/voices")
+    return sorted(p.name for p in root.glob("*/*") if p.is_dir()) if root.is_dir() else []
+
+
+def flite_voices() -> list[str]:
+    """The FLITE_VOICES that `flite -lv` lists (all of them if it cannot be asked)."""
+    try:
+        listed = subprocess.run(["flite", "-lv"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return list(FLITE_VOICES)
+    found = [v for v in FLITE_VOICES if v in listed.split()]
+    return found or list(FLITE_VOICES)
+
+
+def available_engines() -> list[str]:
+    """Engines usable on this machine, in ENGINES order."""
+    found = []
+    for engine in ENGINES:
+        try:
+            _check_engine(engine)
+            found.append(engine)
+        except EngineUnavailable:
+            pass
+    return found
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise ValueError(f"unknown TTS engine {engine!r}; choose from {', '.join(ENGINES)}")
+    if engine == "espeak":
+        espeak_inventory()
+        return
+    program = ENGINE_PROGRAMS[engine]
+    if shutil.which(program) is None:
+        raise EngineUnavailable(f"engine {engine!r} needs the program `{program}`, which is not "
+                                f"on PATH; install it with: sudo apt-get install "
+                                f"{APT_PACKAGES[engine]}")
+    if engine == "festival" and not festival_voices():
+        raise EngineUnavailable("festival is installed but has no voice; install one with: "
+                                "sudo apt-get install festvox-kallpc16k")
+
+
+def _engine_voices(engine: str) -> list[tuple[str, str]]:
+    if engine == "espeak":
+        voices, variants = espeak_inventory()
+        return [(v, var) for v in voices for var in variants]
+    if engine == "flite":
+        return [(v, "") for v in flite_voices()]
+    return [(v, "") for v in festival_voices()]
+
+
+def make_speakers(n: int, seed: int, engines: Sequence[str] = ("espeak",)) -> list[Speaker]:
+    """n distinct speakers, dealt round-robin over engines, deterministic for (n, seed, engines).
+
+    Voice/variant pairs are spread evenly (every espeak language voice gets its share) and
+    only repeat once every pair has been used; rate and pitch are drawn uniformly.
+    """
+    if n < 1:
+        raise ValueError(f"need at least one speaker, got {n}")
+    for engine in engines:
+        _check_engine(engine)
+    rng = random.Random(f"asrlab-speakers/{SYNTH_VERSION}/{seed}")
+    pools = {e: _voice_cycle(_engine_voices(e), rng) for e in engines}
+    speakers: list[Speaker] = []
+    seen: set[str] = set()
+    for _ in range(100 * n):
+        if len(speakers) == n:
+            return speakers
+        engine = engines[len(speakers) % len(engines)]
+        voice, variant = next(pools[engine])
+        pitch = rng.randint(*PITCH_RANGE) if engine == "espeak" else None
+        speaker = Speaker(engine, voice, variant, rng.randint(*RATE_RANGE), pitch)
+        if speaker.id not in seen:
+            seen.add(speaker.id)
+            speakers.append(speaker)
+    if len(speakers) < n:
+        raise ValueError(f"cannot make {n} distinct speakers from engines {', '.join(engines)}; "
+                         f"ask for fewer")
+    return speakers
+
+
+def _voice_cycle(pairs: list[tuple[str, str]], rng: random.Random) -> Iterator[tuple[str, str]]:
+    """Endless shuffled passes over (voice, variant) pairs, interleaving the voices."""
+    while True:
+        by_voice: dict[str, list[tuple[str, str]]] = {}
+        for pair in rng.sample(pairs, len(pairs)):
+            by_voice.setdefault(pair[0], []).append(pair)
+        columns = list(by_voice.values())
+        for i in range(max(len(c) for c in columns)):
+            yield from (c[i] for c in columns if i < len(c))
+
+
+# --------------------------------------------------------------------------- engines
+
+class Espeak:
+    """libespeak-ng from espeakng-loader, synchronous mode, samples collected by a callback.
+
+    The library keeps global state, so there is one instance a process (see _espeak()).
+    """
+
+    def __init__(self) -> None:
+        import espeakng_loader
+        self.lib = lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_SetSynthCallback.argtypes = [_SYNTH_CALLBACK]
+        lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
+                                     ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        data = espeakng_loader.get_data_path()
+        self.sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data.encode(),
+                                                 _INITIALIZE_DONT_EXIT)
+        if self.sample_rate <= 0:
+            raise EngineUnavailable(f"espeak-ng failed to initialize with data at {data} "
+                                    f"(code {self.sample_rate})")
+        self._set_seed = getattr(lib, "espeak_ng_SetRandSeed", None)  # espeak-ng >= 1.52
+        if self._set_seed is not None:
+            self._set_seed.argtypes = [ctypes.c_long]
+        self._chunks: list[np.ndarray] = []
+        self._callback = _SYNTH_CALLBACK(self._collect)  # keep a reference: C holds a pointer
+        lib.espeak_SetSynthCallback(self._callback)
+
+    def _collect(self, wav, n: int, _events) -> int:
+        if n > 0 and wav:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+        return 0  # 0 = continue synthesis
+
+    def synthesize(self, text: str, speaker: Speaker, seed: int = 0) -> np.ndarray:
+        """int16 samples at self.sample_rate; seed drives espeak's noise generator."""
+        name = f"{speaker.voice}+{speaker.variant}" if speaker.variant else speaker.voice
+        if self.lib.espeak_SetVoiceByName(name.encode()) != 0:
+            raise SynthError(f"espeak-ng has no voice {name!r}")
+        self.lib.espeak_SetParameter(_PARAM_RATE, speaker.rate, 0)
+        self.lib.espeak_SetParameter(_PARAM_VOLUME, _VOLUME, 0)
+        pitch = speaker.pitch if speaker.pitch is not None else 50
+        self.lib.espeak_SetParameter(_PARAM_PITCH, pitch, 0)
+        if self._set_seed is not None:
+            self._set_seed(seed)
+        self._chunks = []
+        data = text.encode("utf-8")
+        status = self.lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8,
+                                       None, None)
+        if status != 0:
+            raise SynthError(f"espeak_Synth failed with code {status}")
+        self.lib.espeak_Synchronize()
+        return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
+
+
+_ESPEAK: Espeak | None = None
+
+
+def _espeak() -> Espeak:
+    global _ESPEAK
+    if _ESPEAK is None:
+        _ESPEAK = Espeak()
+    return _ESPEAK
+
+
+def _run_program(cmd: list[str], text: str | None, wav: Path) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+    proc = subprocess.run(cmd, input=text, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0 or not wav.is_file():
+        raise SynthError(f"{cmd[0]} failed (exit {proc.returncode}): {proc.stderr.strip()[:300]}")
+    samples, rate = sf.read(wav, dtype="int16", always_2d=True)
+    wav.unlink()
+    return samples.mean(axis=1).astype(np.int16), rate
+
+
+def _synth_flite(text: str, speaker: Speaker, tmp: Path) -> tuple[np.ndarray, int]:
+    wav = tmp / "flite.wav"
+    stretch = f"{175 / speaker.rate:.3f}"
+    cmd = ["flite", "-voice", speaker.voice, "--setf", f"duration_stretch={stretch}",
+           "-t", text, "-o", str(wav)]
+    return _run_program(cmd, None, wav)
+
+
+def _synth_festival(text: str, speaker: Speaker, tmp: Path) -> tuple[np.ndarray, int]:
+    wav = tmp / "festival.wav"
+    stretch = f"{175 / speaker.rate:.3f}"
+    cmd = ["text2wave", "-o", str(wav), "-eval", f"(voice_{speaker.voice})",
+           "-eval", f"(Parameter.set 'Duration_Stretch {stretch})"]
+    return _run_program(cmd, text, wav)
+
+
+def render(text: str, speaker: Speaker, seed: int = 0) -> np.ndarray:
+    """Synthesize text with speaker: float32 samples at 16 kHz, edge silence trimmed.
+
+    seed fixes espeak's breath noise. Called repeatedly in one process, espeak output also
+    depends on what was said before (see _run_job for how the corpus builder avoids that).
+    """
+    if speaker.engine == "espeak":
+        engine = _espeak()
+        samples, rate = engine.synthesize(text, speaker, seed), engine.sample_rate
+    else:
+        with tempfile.TemporaryDirectory(prefix="asrlab-tts-") as scratch:
+            make = _synth_flite if speaker.engine == "flite" else _synth_festival
+            samples, rate = make(text, speaker, Path(scratch))
+    audio = resample(samples.astype(np.float32) / 32768.0, rate, SAMPLE_RATE)
+    return trim_silence(audio, SAMPLE_RATE, EDGE_SILENCE_S)
+
+
+# --------------------------------------------------------------------------- audio
+
+def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Band-limited resampling (scipy's polyphase filter; an FFT method without scipy)."""
+    if rate_in == rate_out or len(x) == 0:
+        return x.astype(np.float32)
+    g = math.gcd(rate_in, rate_out)
+    try:
+        from scipy.signal import resample_poly
+        return resample_poly(x, rate_out // g, rate_in // g).astype(np.float32)
+    except ImportError:
+        n_out = int(round(len(x) * rate_out / rate_in))
+        spectrum = np.fft.rfft(x)
+        keep = n_out // 2 + 1
+        spectrum = np.pad(spectrum, (0, max(0, keep - len(spectrum))))[:keep]
+        return (np.fft.irfft(spectrum, n_out) * (n_out / len(x))).astype(np.float32)
+
+
+def trim_silence(x: np.ndarray, rate: int, keep_s: float = 0.1,
+                 floor_db: float = -45.0) -> np.ndarray:
+    """Cut leading/trailing silence down to keep_s seconds (silence: 10 ms frames quieter than
+    floor_db below the loudest frame). Shorter edges are left as they are."""
+    hop = rate // 100
+    frames = len(x) // hop
+    if frames == 0:
+        return x
+    rms = np.sqrt(np.mean(x[:frames * hop].reshape(frames, hop) ** 2, axis=1) + 1e-12)
+    loud = np.flatnonzero(rms > rms.max() * 10 ** (floor_db / 20))
+    keep = int(keep_s * rate)
+    start = max(0, loud[0] * hop - keep)
+    end = min(len(x), (loud[-1] + 1) * hop + keep)
+    return x[start:end]
+
+
+# --------------------------------------------------------------------------- workers
+
+@dataclass(frozen=True)
+class Job:
+    index: int
+    split: str
+    id: str
+    text: str
+    speaker: Speaker
+    path: str  # absolute WAV path
+
+
+def _init_worker(engines: Sequence[str]) -> None:
+    import importlib
+    for module in ("soundfile", "scipy.signal"):  # imported once here, not in every child
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
+    if "espeak" in engines:
+        _espeak()  # initialized once here, and never used to speak in this process: see _run_job
+
+
+def _make_utterance(job: Job) -> None:
+    """Render one utterance and write its WAV."""
+    import soundfile as sf
+    audio = render(job.text, job.speaker, seed=zlib.crc32(f"{job.id}|{job.text}".encode()))
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if peak < 1e-4:
+        raise SynthError("engine produced no audio")
+    if peak > 0.98:  # resampling can overshoot: scale down rather than clip
+        audio = audio * (0.98 / peak)
+    pcm = np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16)
+    sf.write(job.path, pcm, SAMPLE_RATE, subtype="PCM_16")
+
+
+Result = tuple[int, "float | None", str]  # (job index, duration read back from the WAV, error)
+
+
+def _make_one(job: Job) -> Result:
+    import soundfile as sf
+    try:
+        _make_utterance(job)
+        return job.index, sf.info(job.path).duration, ""
+    except Exception as e:  # reported with the utterance id by the caller
+        return job.index, None, f"{type(e).__name__}: {e}"
+
+
+def _run_batch(batch: list[Job]) -> list[Result]:
+    """Make a batch of utterances in order.
+
+    libespeak-ng keeps state between utterances (pitch flutter and wave phase), so a text comes
+    out slightly differently depending on what the process said before. Each batch is therefore
+    made by a child forked from a worker that initialized espeak but never spoke, and batches
+    are fixed by the plan (BATCH consecutive utterances): the audio is identical whatever the
+    number of workers or the order they finish in. Without os.fork (Windows) batches run in
+    the worker itself: same texts and speakers, audio that may differ by a little noise.
+    """
+    if not hasattr(os, "fork") or all(j.speaker.engine != "espeak" for j in batch):
+        return [_make_one(j) for j in batch]
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns
+        os.close(read_fd)
+        code = 1
+        try:
+            payload = json.dumps([_make_one(j) for j in batch]).encode()
+            with os.fdopen(write_fd, "wb") as pipe:
+                pipe.write(payload)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        payload = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or not payload:
+        why = f"synthesis process ended abnormally (wait status {status})"
+        return [(j.index, None, why) for j in batch]
+    return [tuple(r) for r in json.loads(payload)]
+
+
+def _execute(jobs: list[Job], n_jobs: int, engines: Sequence[str], progress: bool) -> list[float]:
+    """Run all jobs; durations in job order. Raises SynthError listing every failure."""
+    durations: list[float | None] = [None] * len(jobs)
+    errors: list[str] = []
+    batches = [jobs[i:i + BATCH] for i in range(0, len(jobs), BATCH)]
+    with _progress(len(jobs), progress) as advance:
+        for results in _map(batches, n_jobs, engines):
+            for index, duration, error in results:
+                durations[index] = duration
+                if error:
+                    errors.append(f"{jobs[index].id} ({jobs[index].speaker.id}): {error}")
+            advance(len(results))
+    if errors:
+        shown = "\n  ".join(errors[:10])
+        more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
+        raise SynthError(f"{len(errors)} of {len(jobs)} utterances failed:\n  {shown}{more}")
+    return [float(d) for d in durations]
+
+
+def _map(batches: list[list[Job]], n_jobs: int, engines: Sequence[str]) -> Iterator[list[Result]]:
+    """Batch results in completion order from n_jobs worker processes (a worker process even
+    for n_jobs=1, so the caller's process never loads espeak)."""
+    with multiprocessing.get_context().Pool(n_jobs, _init_worker, (tuple(engines),)) as pool:
+        yield from pool.imap_unordered(_run_batch, batches)
+
+
+class _progress:
+    """A rich progress bar when wanted and rich is installed; otherwise nothing."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.bar = total, None
+        if enabled:
+            try:
+                from rich.progress import (BarColumn, MofNCompleteColumn, Progress,
+                                           TimeElapsedColumn, TimeRemainingColumn)
+                self.bar = Progress("synthesizing", BarColumn(), MofNCompleteColumn(),
+                                    TimeElapsedColumn(), TimeRemainingColumn())
+            except ImportError:
+                pass
+
+    def __enter__(self):
+        if self.bar is None:
+            return lambda n=1: None
+        self.bar.start()
+        task = self.bar.add_task("synth", total=self.total)
+        return lambda n=1: self.bar.advance(task, n)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+# --------------------------------------------------------------------------- corpus
+
+def _sentences(counts: dict[str, int], seed: int,
+               text_file: str | Path | None) -> tuple[dict[str, list[str]], dict | None]:
+    """Distinct sentences per split, from the generator or from the user's file, and for a
+    file a summary of what was kept and dropped."""
+    total = sum(counts.values())
+    summary = None
+    if text_file is None:
+        pool = generate_sentences(total, seed)
+    else:
+        pool, summary = _sentences_from_file(text_file, counts, seed)
+    out, start = {}, 0
+    for split, n in counts.items():
+        out[split] = pool[start:start + n]
+        start += n
+    _assert_disjoint(out)
+    return out, summary
+
+
+def _sentences_from_file(text_file: str | Path, counts: dict[str, int],
+                         seed: int) -> tuple[list[str], dict]:
+    """As many sentences as counts needs from load_text_file's reading, shuffled by seed."""
+    total = sum(counts.values())
+    report = read_text_file(text_file)
+    (log.warning if report.dropped else log.info)("%s", report.summary())
+    if len(report.sentences) < total:
+        wanted = ", ".join(f"{split} {n}" for split, n in counts.items())
+        raise SynthError(f"{text_file} has {len(report.sentences)} usable distinct sentences "
+                         f"but the corpus needs {total} ({wanted}); add sentences or ask "
+                         f"for fewer utterances")
+    summary = {"path": str(text_file), "mode": report.mode, "read": report.segments,
+               "kept": len(report.sentences), "dropped": dict(report.dropped)}
+    return random.Random(f"asrlab-text/{seed}").sample(report.sentences, total), summary
+
+
+def _assert_disjoint(splits: dict[str, list[str]]) -> None:
+    owner: dict[str, str] = {}
+    for split, sentences in splits.items():
+        for s in sentences:
+            if owner.setdefault(s, split) != split:
+                raise AssertionError(f"sentence in both {owner[s]} and {split}: {s!r}")
+
+
+def _plan(out_dir: Path, texts: dict[str, list[str]], speakers: list[Speaker],
+          seed: int) -> list[Job]:
+    """Fix every utterance's id, speaker and path. Speakers are dealt evenly in each split."""
+    jobs: list[Job] = []
+    for split, sentences in texts.items():
+        order = random.Random(f"asrlab-deal/{seed}/{split}").sample(speakers, len(speakers))
+        folder = out_dir / "wavs" / split
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, text in enumerate(sentences):
+            utt_id = f"{split}_{i:05d}"
+            jobs.append(Job(len(jobs), split, utt_id, text, order[i % len(order)],
+                            str(folder / f"{utt_id}.wav")))
+    return jobs
+
+
+def _prepare_out_dir(out_dir: Path) -> None:
+    """Create out_dir; a previous corpus there is replaced, anything else is left alone."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SynthError(f"{out_dir} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not (out_dir / "corpus.json").is_file():
+            raise SynthError(f"{out_dir} is not empty and holds no synthetic corpus (no "
+                             f"corpus.json); choose a new or empty folder")
+        shutil.rmtree(out_dir / "wavs", ignore_errors=True)
+        for name in [f"{s}.jsonl" for s in SPLITS] + ["corpus.json"]:
+            (out_dir / name).unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def synthesize_corpus(out_dir: str | Path, n_train: int = 1111, n_val: int = 99, n_test: int = 300,
+                      seed: int = 0, text_file: str | Path | None = None,
+                      engines: Sequence[str] = ("espeak",), jobs: int = 2, progress: bool = True,
+                      n_speakers: int = 64) -> dict[str, Path]:
+    """Synthesize train/val/test speech into out_dir; returns {split: manifest path}.
+
+    Sentences come from generate_sentences(seed) or, with text_file, from load_text_file
+    (shuffled by seed). The same arguments give the same texts, speakers and audio whatever
+    `jobs` is. Raises EngineUnavailable for a missing engine, SynthError for a text file
+    with too few sentences or failed utterances (all named).
+    """
+    counts = {"train": n_train, "val": n_val, "test": n_test}
+    if any(n < 0 for n in counts.values()) or sum(counts.values()) == 0:
+        raise ValueError(f"split sizes must be >= 0 and not all zero, got {counts}")
+    engines = tuple(dict.fromkeys(engines))
+    if not engines:
+        raise ValueError("name at least one engine")
+    speakers = make_speakers(n_speakers, seed, engines)  # checks the engines first
+    texts, text_report = _sentences(counts, seed, text_file)
+    out_dir = Path(out_dir).resolve()
+    _prepare_out_dir(out_dir)
+    plan = _plan(out_dir, texts, speakers, seed)
+    durations = _execute(plan, max(1, jobs), engines, progress)
+    manifests = _write_manifests(out_dir, plan, durations)
+    _write_corpus_json(out_dir, plan, durations, speakers, seed, engines, text_report)
+    return manifests
+
+
+def _write_manifests(out_dir: Path, plan: list[Job], durations: list[float]) -> dict[str, Path]:
+    out = {}
+    for split in SPLITS:
+        utts = [Utterance(j.id, Path(j.path), durations[j.index], j.text,
+                          {"id": j.id, "speaker": j.speaker.id}) for j in plan if j.split == split]
+        out[split] = write_manifest(out_dir / f"{split}.jsonl", utts)
+    return out
+
+
+def _write_corpus_json(out_dir: Path, plan: list[Job], durations: list[float],
+                       speakers: list[Speaker], seed: int, engines: Sequence[str],
+                       text_report: dict | None) -> Path:
+    counts = {s: sum(j.split == s for j in plan) for s in SPLITS}
+    seconds = {s: sum(durations[j.index] for j in plan if j.split == s) for s in SPLITS}
+    hours = {s: round(t / 3600, 4) for s, t in seconds.items()}
+    hours["total"] = round(sum(durations) / 3600, 4)
+    used: dict[str, dict[str, int]] = {}
+    for j in plan:
+        used.setdefault(j.speaker.id, dict.fromkeys(SPLITS, 0))[j.split] += 1
+    info = {
+        "generator": "asrlab.data.synth", "version": SYNTH_VERSION,
+        "sentence_generator": GENERATOR_VERSION if text_report is None else None,
+        "text_file": text_report,
+        "seed": seed, "engines": list(engines), "engine_versions": _engine_versions(engines),
+        "sample_rate": SAMPLE_RATE, "counts": counts, "hours": hours,
+        "manifests": {s: f"{s}.jsonl" for s in SPLITS},
+        "speakers": [{**s.to_dict(), "utterances": used.get(s.id, dict.fromkeys(SPLITS, 0))}
+                     for s in speakers],
+    }
+    path = out_dir / "corpus.json"
+    path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _engine_versions(engines: Iterable[str]) -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+    out: dict[str, str | None] = {}
+    for engine in engines:
+        if engine == "espeak":
+            try:
+                out[engine] = "espeakng-loader " + version("espeakng-loader")
+            except PackageNotFoundError:
+                out[engine] = None
+        else:
+            out[engine] = shutil.which(ENGINE_PROGRAMS[engine])
+    return out
+
+
+# --------------------------------------------------------------------------- command line
+
+def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the `asrlab synth` options to parser."""
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (new, empty, "
+                        "or a previous synthetic corpus to replace)")
+    parser.add_argument("--train", type=int, default=1111, metavar="N",
+                        help="train utterances (1111)")
+    parser.add_argument("--val", type=int, default=99, metavar="N",
+                        help="validation utterances (99)")
+    parser.add_argument("--test", type=int, default=300, metavar="N", help="test utterances (300)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for sentences and speakers (0)")
+    parser.add_argument("--text", metavar="FILE", help="take sentences from this UTF-8 text file "
+                        "(one a line, or prose) instead of the built-in generator")
+    parser.add_argument("--engines", default="espeak", metavar="LIST",
+                        help=f"comma-separated TTS engines from {', '.join(ENGINES)} (espeak)")
+    parser.add_argument("--jobs", type=int, default=2, metavar="N", help="worker processes (2)")
+    parser.add_argument("--speakers", type=int, default=64, metavar="N",
+                        help="distinct speakers (64)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    """Run `asrlab synth`; prints a summary and returns the exit code."""
+    engines = tuple(e.strip() for e in args.engines.replace(" ", ",").split(",") if e.strip())
+    started = time.perf_counter()
+    try:
+        manifests = synthesize_corpus(args.out, args.train, args.val, args.test, seed=args.seed,
+                                      text_file=args.text, engines=engines, jobs=args.jobs,
+                                      progress=not args.no_progress, n_speakers=args.speakers)
+    except (EngineUnavailable, SynthError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    info = json.loads((Path(args.out) / "corpus.json").read_text(encoding="utf-8"))
+    counts, hours, text = info["counts"], info["hours"], info["text_file"]
+    if text:
+        dropped = ", ".join(f"{n} {why}" for why, n in text["dropped"].items()) or "none"
+        print(f"text file {text['path']}: kept {text['kept']} of {text['read']} sentences "
+              f"(dropped: {dropped})")
+    print(f"synthesized {sum(counts.values())} utterances ({hours['total']:.2f} h, "
+          f"{sum(any(s['utterances'].values()) for s in info['speakers'])} speakers, "
+          f"{', '.join(engines)}) in "
+          f"{time.perf_counter() - started:.0f} s")
+    for split, path in manifests.items():
+        print(f"  {split:<5} {counts[split]:>6} utterances  {hours[split]:6.2f} h  {path}")
+    print(f"  corpus info: {Path(args.out) / 'corpus.json'}")
+    return 0
