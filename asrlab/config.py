@@ -85,6 +85,9 @@ class TrainConfig:
     threads: int | None = None  # torch threads; None: all cores
     monitor_every: int = 25  # steps between doctor observations early in training
     tensorboard: bool = True
+    device: str = "auto"  # auto (cuda when available) | cpu | cuda
+    precision: str = "auto"  # auto (bf16 autocast on cuda, fp32 on cpu) | fp32 | bf16
+    num_workers: int = 0  # DataLoader workers (features are cheap next to the model on CPU)
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,10 @@ class Config:
             problems.append(f"train.optimizer {self.train.optimizer!r}: use adamw or adam")
         if self.train.schedule not in ("cosine", "plateau"):
             problems.append(f"train.schedule {self.train.schedule!r}: use cosine or plateau")
+        if self.train.device not in ("auto", "cpu", "cuda"):
+            problems.append(f"train.device {self.train.device!r}: use auto, cpu or cuda")
+        if self.train.precision not in ("auto", "fp32", "bf16"):
+            problems.append(f"train.precision {self.train.precision!r}: use auto, fp32 or bf16")
         if not 0 <= self.train.ctc_smoothing < 1:
             problems.append("train.ctc_smoothing must be in [0, 1): 0.05-0.1 is typical")
         if not 0 <= self.model.dropout < 1:

@@ -11,6 +11,10 @@ A run folder holds everything about one run:
     RUN/tb/              TensorBoard event files
     RUN/last.pt best.pt  checkpoints (written atomically every epoch; best = lowest val CER)
 
+Distributed: `torchrun --nproc_per_node N -m asrlab train ...` runs the same loop in N processes
+(DDP; gloo on CPU, NCCL on GPU). Batch sizes are global, metrics are reduced across ranks, and
+only rank 0 writes the run folder.
+
 Diagnostics attach from outside as callbacks: any object with some of `on_train_start(run)`,
 `on_step(run, step, log_probs, lengths, losses, batch)`, `on_epoch_end(run, metrics, emissions)`
 (which returns findings), `on_train_end(run)`.
@@ -30,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from asrlab import distributed
 from asrlab.checkpoint import load as load_checkpoint
 from asrlab.checkpoint import save_checkpoint
 from asrlab.config import Config
@@ -103,11 +108,18 @@ class Run:
     model: torch.nn.Module
     state: TrainState
     steps_per_epoch: int
+    dist: distributed.Dist = field(default_factory=distributed.Dist)
     log: logging.Logger = log
     findings: list[Finding] = field(default_factory=list)
 
+    @property
+    def device(self) -> torch.device:
+        return self.dist.device
+
     def emit(self, finding: Finding) -> None:
         self.findings.append(finding)
+        if not self.dist.is_main:
+            return
         with open(self.dir / "findings.jsonl", "a") as f:
             f.write(json.dumps({"epoch": self.state.epoch, "step": self.state.step,
                                 **finding.to_dict()}) + "\n")
@@ -148,55 +160,87 @@ def update_plateau(cfg: Config, state: TrainState, val_cer: float) -> None:
 
 # ---- loss -------------------------------------------------------------------------------
 
+def repeats(targets: torch.Tensor, target_lens: torch.Tensor) -> torch.Tensor:
+    """(B, L) padded targets -> (B,) count of adjacent equal labels (each needs a blank between)."""
+    same = targets[:, 1:] == targets[:, :-1]  # (B, L-1)
+    valid = torch.arange(1, targets.shape[1], device=targets.device)[None, :] < target_lens[:, None]
+    return (same & valid).sum(1)
+
+
 def ctc_losses(log_probs: torch.Tensor, out_lens: torch.Tensor, batch: Batch, blank: int,
                smoothing: float) -> torch.Tensor:
-    """Per-utterance CTC loss per target token, (B,). Never zero_infinity: non-finite values
-    are returned as they are so the caller can name the utterances."""
+    """Per-utterance CTC loss per target token, (B,).
+
+    An utterance CTC cannot align (frames < labels + repeats) reports +inf so the caller can
+    name it; its gradient is exactly zero. (Masking an inf loss after the fact is not enough:
+    its backward gives 0 * inf = NaN and poisons every weight, which is why we ask ctc_loss for
+    zero_infinity and put the inf back ourselves.)"""
     losses = F.ctc_loss(log_probs.transpose(0, 1), batch.targets, out_lens, batch.target_lens,
-                        blank=blank, reduction="none", zero_infinity=False)  # (B,)
+                        blank=blank, reduction="none", zero_infinity=True)  # (B,)
     losses = losses / batch.target_lens.clamp(min=1)
     if smoothing > 0:  # uniform-label term: -mean log p over valid frames and symbols
-        mask = torch.arange(log_probs.shape[1])[None, :] < out_lens[:, None]  # (B, T)
+        mask = torch.arange(log_probs.shape[1], device=out_lens.device)[None, :] < out_lens[:, None]  # (B, T)
         uniform = -(log_probs.mean(dim=-1) * mask).sum(1) / out_lens.clamp(min=1)
         losses = (1 - smoothing) * losses + smoothing * uniform
-    return losses
+    feasible = out_lens >= batch.target_lens + repeats(batch.targets, batch.target_lens)
+    return torch.where(feasible, losses, torch.full_like(losses, math.inf))
 
 
 # ---- one epoch --------------------------------------------------------------------------
 
-def train_epoch(run: Run, loader, optimizer, callbacks, progress, deadline: float,
+def autocast(run: Run):
+    """bf16 autocast on GPU (precision auto or bf16); a no-op context on CPU."""
+    p = run.config.train.precision
+    on = run.device.type == "cuda" and p in ("auto", "bf16")
+    return torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=on)
+
+
+def train_epoch(run: Run, model, loader, optimizer, callbacks, progress, deadline: float,
                 t_start: float, budget_s: float | None) -> tuple[float, int, float, bool]:
-    """Returns (mean loss, non-finite count, audio seconds seen, out of time?)."""
-    cfg, model, state = run.config, run.model, run.state
+    """Returns (mean loss, non-finite count, audio seconds seen, out of time?), summed over
+    ranks. `model` is run.model or its DDP wrapper."""
+    cfg, state = run.config, run.state
     model.train()
     total, count, nonfinite, audio_s = 0.0, 0, 0, 0.0
+    out_of_time = False
     for batch in loader:
         time_frac = (time.time() - t_start) / budget_s if budget_s else 0.0
         lr = lr_at(cfg, state, run.steps_per_epoch, time_frac)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        log_probs, out_lens = model(batch.feats, batch.feat_lens)  # (B, T', V)
+        batch = batch.to(run.device)
+        with autocast(run):
+            log_probs, out_lens = model(batch.feats, batch.feat_lens)  # (B, T', V)
+        log_probs = log_probs.float()
         losses = ctc_losses(log_probs, out_lens, batch, run.tokenizer.blank, cfg.train.ctc_smoothing)
         finite = torch.isfinite(losses)
         for cb in callbacks:
             if hasattr(cb, "on_step"):
                 cb.on_step(run, state.step, log_probs, out_lens, losses.detach(), batch)
-        nonfinite += int((~finite).sum())
-        if finite.any():
-            loss = losses[finite].mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+        n_ok = int(finite.sum())
+        nonfinite += len(losses) - n_ok
+        # Always backward (DDP needs every rank to); non-finite terms contribute exactly zero.
+        loss = torch.where(finite, losses, torch.zeros_like(losses)).sum() / max(1, n_ok)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+        if n_ok and torch.isfinite(norm):  # grads are identical across ranks after DDP
             optimizer.step()
-            total += loss.item() * int(finite.sum())
-            count += int(finite.sum())
+        elif n_ok:  # a NaN gradient would destroy the weights: skip the update, say so
+            nonfinite += n_ok
+            log.warning("step %d: non-finite gradient norm; update skipped (batch %s)",
+                        state.step, ", ".join(batch.ids[:5]))
+        total += loss.item() * n_ok
+        count += n_ok
         state.step += 1
         audio_s += float(batch.feat_lens.sum()) * cfg.features.hop_ms / 1000
         if progress is not None:
             progress.advance(loss=total / max(1, count), lr=lr)
-        if time.time() > deadline:
-            return total / max(1, count), nonfinite, audio_s, True
-    return total / max(1, count), nonfinite, audio_s, False
+        if distributed.any_rank(run.dist, time.time() > deadline):
+            out_of_time = True
+            break
+    total, count, nonfinite, audio_s = distributed.all_sum(run.dist, [total, count, nonfinite, audio_s])
+    return total / max(1, count), int(nonfinite), audio_s, out_of_time
 
 
 @torch.no_grad()
@@ -206,12 +250,26 @@ def validate(run: Run, loader) -> tuple[float, float, float, EmissionStats, list
     model.eval()
     stats, losses, rows = EmissionStats(), [], []
     for batch in loader:
-        log_probs, out_lens = model(batch.feats, batch.feat_lens)
+        batch = batch.to(run.device)
+        with autocast(run):
+            log_probs, out_lens = model(batch.feats, batch.feat_lens)
+        log_probs = log_probs.float()
         l = ctc_losses(log_probs, out_lens, batch, tok.blank, 0.0)
         losses.extend(l[torch.isfinite(l)].tolist())
         stats.add(log_probs, out_lens, tok.blank)
         for uid, ref, hyp in zip(batch.ids, batch.texts, greedy_batch(log_probs, out_lens, tok)):
             rows.append((uid, ref, hyp.text))
+    if run.dist.enabled:  # every rank validated a shard: combine them
+        parts = distributed.gather(run.dist, (stats, losses, rows))
+        stats = parts[0][0]
+        for other in parts[1:]:
+            stats = stats.merge(other[0])
+        losses = [x for p in parts for x in p[1]]
+        seen, rows = set(), []
+        for uid, ref, hyp in (r for p in parts for r in p[2]):  # shards may repeat an item
+            if uid not in seen:
+                seen.add(uid)
+                rows.append((uid, ref, hyp))
     rates = error_rates([r[1] for r in rows], [r[2] for r in rows])
     val_loss = float(np.mean(losses)) if losses else float("nan")
     return val_loss, rates.cer, rates.wer, stats, rows
@@ -241,22 +299,26 @@ def scan_data(cfg: Config, train_path, val_path, tokenizer=None):
     logmel = LogMel(cfg.features)
     tr = scan_split("train", train_utts, cfg.features.sample_rate, tokenizer, logmel)
     va = scan_split("val", val_utts, cfg.features.sample_rate, tokenizer)
-    if not tr.used:
-        raise TrainingRefused(f"{train_path}: no usable training utterance "
-                              f"({len(tr.skipped)} skipped; see skipped.jsonl)")
-    if not va.used:
-        raise TrainingRefused(f"{val_path}: no usable validation utterance "
-                              f"({len(va.skipped)} skipped; see skipped.jsonl)")
-    return tr, va, tokenizer, tr.stats.stats()
+    stats = tr.stats.stats() if tr.used else None
+    return tr, va, tokenizer, stats
+
+
+def require_usable(tr: ScanResult, va: ScanResult, train_path, val_path, run_dir: Path) -> None:
+    for scan, path in ((tr, train_path), (va, val_path)):
+        if not scan.used:
+            raise TrainingRefused(f"{path}: no usable {'training' if scan is tr else 'validation'} "
+                                  f"utterance ({len(scan.skipped)} skipped; reasons in "
+                                  f"{run_dir / 'skipped.jsonl'})")
 
 
 def precheck(run_dir: Path, cfg: Config, tr: ScanResult, va: ScanResult, tokenizer, pipeline,
-             force: bool) -> list[Finding]:
+             force: bool, write: bool = True) -> list[Finding]:
     """Run the doctor's data checks; refuse to train on errors unless forced."""
     from asrlab.doctor.checks import check_scanned
 
     findings = check_scanned(tr, va, cfg, tokenizer, pipeline)
-    write_findings_json(run_dir / "check.json", findings)
+    if write:
+        write_findings_json(run_dir / "check.json", findings)
     for f in findings:
         log.log(logging.ERROR if f.severity == "error" else logging.WARNING
                 if f.severity == "warning" else logging.INFO, str(f))
@@ -267,9 +329,9 @@ def precheck(run_dir: Path, cfg: Config, tr: ScanResult, va: ScanResult, tokeniz
     return findings
 
 
-def make_loader(ds: SpeechDataset, sampler: BucketBatchSampler):
+def make_loader(ds: SpeechDataset, sampler: BucketBatchSampler, cfg: Config):
     return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate,
-                                       num_workers=0)
+                                       num_workers=cfg.train.num_workers)
 
 
 def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -280,54 +342,118 @@ def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer
 
 # ---- the loop ---------------------------------------------------------------------------
 
-def train(train_path: str | Path, val_path: str | Path, out: str | Path, config: Config, *,
-          resume: bool = False, force: bool = False, callbacks: list | None = None,
-          show_progress: bool = True, console=None) -> TrainResult:
-    """Train a CTC model; see the module docstring for what the run folder holds."""
-    from asrlab.progress import TrainProgress
+@dataclass
+class Setup:
+    """Everything the epoch loop needs, built once."""
+    run: Run
+    ddp_model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    stats: object
+    train_ds: SpeechDataset
+    sampler: BucketBatchSampler
+    train_loader: object
+    val_loader: object
+    callbacks: list
 
-    run_dir = Path(out)
+
+def prepare_run_dir(run_dir: Path, resume: bool, is_main: bool) -> None:
+    if not is_main:
+        return
     run_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(run_dir)
-    ckpt = load_checkpoint(run_dir / "last.pt") if resume else None
     if not resume:  # a fresh run: per-epoch logs start empty
         for name in ("metrics.jsonl", "findings.jsonl"):
             (run_dir / name).unlink(missing_ok=True)
-    cfg = config.validate()
-    seed_everything(cfg.train.seed)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    cfg.to_yaml(run_dir / "config.yaml")
 
+
+def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val_path,
+                ckpt, force: bool, callbacks: list | None) -> Setup:
     tr, va, tokenizer, stats = scan_data(cfg, train_path, val_path,
                                          ckpt.tokenizer if ckpt else None)
     if ckpt is not None:
         stats = ckpt.stats  # keep the statistics the model was trained with
-    write_skipped(run_dir / "skipped.jsonl", [tr, va])
+    if d.is_main:
+        cfg.to_yaml(run_dir / "config.yaml")
+        write_skipped(run_dir / "skipped.jsonl", [tr, va])
+    require_usable(tr, va, train_path, val_path, run_dir)
     pipeline = FeaturePipeline(cfg.features, stats)
-    precheck(run_dir, cfg, tr, va, tokenizer, pipeline, force)
+    precheck(run_dir, cfg, tr, va, tokenizer, pipeline, force, write=d.is_main)
     log.info("train: %d used, %d skipped; val: %d used, %d skipped; vocabulary %d symbols",
              len(tr.used), len(tr.skipped), len(va.used), len(va.skipped), tokenizer.vocab_size)
 
     model = ckpt.model if ckpt else build_model(cfg.model, cfg.features.n_mels, tokenizer.vocab_size)
+    model.to(d.device)
     optimizer = make_optimizer(cfg, model)
     state = TrainState()
     if ckpt is not None and ckpt.train_state:
         optimizer.load_state_dict(ckpt.train_state["optimizer"])
         state = TrainState(**ckpt.train_state["state"])
         torch.set_rng_state(ckpt.train_state["torch_rng"])
+    ddp_model = model
+    if d.enabled:
+        ids = [d.device.index] if d.device.type == "cuda" else None
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     train_ds = SpeechDataset(tr.used, pipeline, tokenizer, cfg.augment, cfg.train.seed, waves=tr.waves)
     val_ds = SpeechDataset(va.used, pipeline, tokenizer, None, waves=va.waves)
     sampler = BucketBatchSampler([u.duration for u in tr.used], cfg.train.batch_size,
                                  cfg.train.batch_seconds, True, cfg.train.sort_first_epoch,
-                                 cfg.train.seed)
-    val_sampler = BucketBatchSampler([u.duration for u in va.used], None, 200.0, False, False)
-    train_loader, val_loader = make_loader(train_ds, sampler), make_loader(val_ds, val_sampler)
+                                 cfg.train.seed, d.world, d.rank)
+    val_sampler = BucketBatchSampler([u.duration for u in va.used], None, 200.0, False, False,
+                                     num_replicas=d.world, rank=d.rank)
+    run = Run(run_dir, cfg, tokenizer, model, state, len(sampler), d)
+    cbs = list(callbacks or []) + default_callbacks(cfg, run_dir, d.is_main)
+    return Setup(run, ddp_model, optimizer, stats, train_ds, sampler,
+                 make_loader(train_ds, sampler, cfg), make_loader(val_ds, val_sampler, cfg), cbs)
 
-    run = Run(run_dir, cfg, tokenizer, model, state, len(sampler))
-    callbacks = list(callbacks or []) + default_callbacks(cfg, run_dir)
-    for cb in callbacks:
+
+def run_epoch(s: Setup, progress, deadline: float, t_start: float, budget_s: float | None
+              ) -> tuple[EpochMetrics, list, bool]:
+    """Train one epoch, validate, let callbacks judge; returns (metrics, val rows, out of time)."""
+    run, state = s.run, s.run.state
+    s.sampler.set_epoch(state.epoch)
+    s.train_ds.set_epoch(state.epoch)
+    progress.start_epoch(state.epoch + 1)
+    t0 = time.time()
+    train_loss, nonfinite, audio_s, out_of_time = train_epoch(
+        run, s.ddp_model, s.train_loader, s.optimizer, s.callbacks, progress, deadline, t_start,
+        budget_s)
+    train_time = time.time() - t0
+    val_loss, cer, wer, emissions, rows = validate(run, s.val_loader)
+    state.epoch += 1
+    state.elapsed_s += time.time() - t0
+    m = EpochMetrics(state.epoch, state.step, train_loss, val_loss, cer, wer,
+                     emissions.blank_ratio, emissions.all_blank_utts,
+                     s.optimizer.param_groups[0]["lr"], round(state.elapsed_s, 2),
+                     emissions.mean_blank_prob, emissions.mean_max_nonblank_prob,
+                     emissions.distinct_tokens, nonfinite, audio_s / max(train_time, 1e-9))
+    state.history.append(asdict(m))
+    update_plateau(run.config, state, cer)
+    for cb in s.callbacks:
+        if hasattr(cb, "on_epoch_end"):
+            for f in cb.on_epoch_end(run, m, emissions) or []:
+                run.emit(f)
+                progress.note(str(f).splitlines()[0])
+    return m, rows, out_of_time
+
+
+def train(train_path: str | Path, val_path: str | Path, out: str | Path, config: Config, *,
+          resume: bool = False, force: bool = False, callbacks: list | None = None,
+          show_progress: bool = True, console=None) -> TrainResult:
+    """Train a CTC model; see the module docstring for what the run folder holds."""
+    from asrlab.progress import TrainProgress
+
+    cfg = config.validate()
+    d = distributed.init(cfg.train.device)
+    run_dir = Path(out)
+    prepare_run_dir(run_dir, resume, d.is_main)
+    ckpt = load_checkpoint(run_dir / "last.pt", device=d.device) if resume else None
+    seed_everything(cfg.train.seed)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    s = build_setup(run_dir, cfg, d, train_path, val_path, ckpt, force, callbacks)
+    run, state = s.run, s.run.state
+    for cb in s.callbacks:
         if hasattr(cb, "on_train_start"):
             cb.on_train_start(run)
 
@@ -335,60 +461,40 @@ def train(train_path: str | Path, val_path: str | Path, out: str | Path, config:
     budget_s = cfg.train.max_minutes * 60 if cfg.train.max_minutes else None
     deadline = t_start + budget_s if budget_s else math.inf
     metrics_list, stopped = [], "epochs"
-    progress = TrainProgress(cfg.train.epochs, len(sampler), bar=show_progress, console=console)
+    progress = TrainProgress(cfg.train.epochs, len(s.sampler), bar=show_progress and d.is_main,
+                             console=console, quiet=not d.is_main)
     with progress:
         while state.epoch < cfg.train.epochs:
-            epoch = state.epoch + 1
-            sampler.set_epoch(state.epoch)
-            train_ds.set_epoch(state.epoch)
-            progress.start_epoch(epoch)
-            t0 = time.time()
-            train_loss, nonfinite, audio_s, out_of_time = train_epoch(
-                run, train_loader, optimizer, callbacks, progress, deadline, t_start, budget_s)
-            train_time = time.time() - t0
-            val_loss, cer, wer, emissions, rows = validate(run, val_loader)
-            state.epoch = epoch
-            state.elapsed_s += time.time() - t0
-            m = EpochMetrics(epoch, state.step, train_loss, val_loss, cer, wer,
-                             emissions.blank_ratio, emissions.all_blank_utts,
-                             optimizer.param_groups[0]["lr"], round(state.elapsed_s, 2),
-                             emissions.mean_blank_prob, emissions.mean_max_nonblank_prob,
-                             emissions.distinct_tokens, nonfinite,
-                             audio_s / max(train_time, 1e-9))
+            m, rows, out_of_time = run_epoch(s, progress, deadline, t_start, budget_s)
             metrics_list.append(m)
-            state.history.append(asdict(m))
-            update_plateau(cfg, state, cer)
-            for cb in callbacks:
-                if hasattr(cb, "on_epoch_end"):
-                    for f in cb.on_epoch_end(run, m, emissions) or []:
-                        run.emit(f)
-                        progress.note(str(f).splitlines()[0])
-            improved = cer < state.best_cer
+            improved = m.val_cer < state.best_cer
             if improved:
-                state.best_cer, state.best_epoch = cer, epoch
-            save_run_checkpoints(run, optimizer, stats, m, improved)
-            write_epoch(run_dir, m, rows)
+                state.best_cer, state.best_epoch = m.val_cer, m.epoch
+            if d.is_main:
+                save_run_checkpoints(run, s.optimizer, s.stats, m, improved)
+                write_epoch(run_dir, m, rows)
+                log.info("epoch %d: %s", m.epoch, json.dumps(asdict(m)))
             progress.end_epoch(m)
-            log.info("epoch %d: %s", epoch, json.dumps(asdict(m)))
             if out_of_time:
                 stopped = f"time budget ({cfg.train.max_minutes} min)"
                 break
-            if epoch - state.best_epoch >= cfg.train.early_stop_patience:
+            if m.epoch - state.best_epoch >= cfg.train.early_stop_patience:
                 stopped = f"early stopping ({cfg.train.early_stop_patience} epochs without a better val CER)"
                 break
-    for cb in callbacks:
+    for cb in s.callbacks:
         if hasattr(cb, "on_train_end"):
             cb.on_train_end(run)
     log.info("stopped: %s; best val CER %.4f at epoch %d", stopped, state.best_cer, state.best_epoch)
+    distributed.shutdown(d)
     return TrainResult(run_dir, state.best_cer, state.best_epoch, state.epoch, stopped, metrics_list)
 
 
-def default_callbacks(cfg: Config, run_dir: Path) -> list:
+def default_callbacks(cfg: Config, run_dir: Path, is_main: bool = True) -> list:
     """The doctor's monitor always; TensorBoard when enabled and installed."""
     from asrlab.doctor.monitor import TrainingMonitor
 
     cbs: list = [TrainingMonitor()]
-    if cfg.train.tensorboard:
+    if cfg.train.tensorboard and is_main:
         try:
             from asrlab.tensorboard import TensorBoardCallback
 

@@ -3,7 +3,11 @@
 Utterances of similar length share a batch, so little compute is spent on padding. A batch holds
 `batch_size` utterances, or as many as fit `batch_seconds` of padded audio. The first epoch can
 run short-to-long (a curriculum that gets CTC out of its blank phase sooner); later epochs shuffle
-the batch order. With `num_replicas > 1` every rank gets the same number of batches.
+the batch order.
+
+Distributed training (`num_replicas > 1`): batch sizes are global. Every rank builds the same
+global batches in the same order and takes its share of each (`batch[rank::num_replicas]`), so
+N processes train on exactly the batches one process would, and averaged gradients match.
 """
 
 from __future__ import annotations
@@ -46,15 +50,20 @@ class BucketBatchSampler:
         if self.shuffle and not (self.sort_first_epoch and self.epoch == 0):
             rng = np.random.default_rng((self.seed, self.epoch))
             batches = [batches[i] for i in rng.permutation(len(batches))]
-        if self.num_replicas > 1:  # same count on every rank: wrap around to fill
-            per_rank = -(-len(batches) // self.num_replicas)
-            batches = (batches * 2)[:per_rank * self.num_replicas]
-            batches = batches[self.rank::self.num_replicas]
+        if self.num_replicas > 1:
+            batches = [shard(b, self.rank, self.num_replicas) for b in batches]
         return batches
 
     def __iter__(self):
         return iter(self.epoch_batches())
 
     def __len__(self) -> int:
-        n = len(self.batches)
-        return -(-n // self.num_replicas) if self.num_replicas > 1 else n
+        return len(self.batches)
+
+
+def shard(batch: list[int], rank: int, num_replicas: int) -> list[int]:
+    """This rank's share of a global batch; a batch smaller than the group is repeated so that
+    every rank has work (and calls backward, which DDP requires)."""
+    if len(batch) < num_replicas:
+        batch = (batch * num_replicas)[:num_replicas]
+    return batch[rank::num_replicas]

@@ -1,0 +1,46 @@
+# asrlab: `make demo` (install, synthesize, train, evaluate, transcribe) and `make test`.
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+DATA ?= data/default
+RUN ?= runs/default
+APT_TEST_PACKAGES := chromium chromium-driver
+
+.PHONY: install install-test apt-test demo test test-fast bench clean
+
+# torch is installed first and pinned: the CPU build; an unpinned torch pulls GBs of CUDA.
+install:
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e ".[product,bpe]"
+
+apt-test:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+	  echo "chromium and chromedriver present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_TEST_PACKAGES) >/dev/null; \
+	else \
+	  echo "note: run 'sudo apt-get install $(APT_TEST_PACKAGES)' for the browser tests"; \
+	fi
+
+install-test: install apt-test
+	$(PIP) install --quiet -e ".[product,bpe,test]"
+
+demo: install
+	$(PYTHON) -m asrlab synth --out $(DATA)
+	$(PYTHON) -m asrlab train --train $(DATA)/train.jsonl --val $(DATA)/val.jsonl --out $(RUN)
+	$(PYTHON) -m asrlab evaluate --model $(RUN) --data $(DATA)/test.jsonl --out $(RUN)/eval_test.json
+	$(PYTHON) -m asrlab transcribe --model $(RUN) $$(head -2 $(DATA)/test.jsonl | $(PYTHON) -c "import sys,json; print(' '.join('$(DATA)/'+json.loads(l)['audio_filepath'] for l in sys.stdin))")
+	$(PYTHON) -m asrlab diagnose $(RUN) --data $(DATA)/val.jsonl
+	@echo
+	@echo "run folder:  $(RUN)   (best.pt, metrics.jsonl, train.log, tb/ for TensorBoard)"
+	@echo "test report: $(RUN)/eval_test.json  (per utterance: $(RUN)/eval_test.utterances.jsonl)"
+	@echo "diagnosis:   $(RUN)/diagnosis.html  $(RUN)/diagnosis.md"
+	@echo "TensorBoard: tensorboard --logdir $(RUN)/tb"
+
+test: install-test
+	$(PYTHON) -m pytest -q
+
+test-fast: install-test
+	$(PYTHON) -m pytest -q -m "not slow"
+
+clean:
+	rm -rf $(DATA) $(RUN) .pytest_cache

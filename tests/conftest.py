@@ -1,0 +1,47 @@
+"""Shared fixtures: small corpora the tests make themselves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "recordings"
+DIGITS = "zero one two three four five six seven eight nine".split()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Two cores are shared by the test process and whatever else runs: keep torch to one."""
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """20 train / 4 val / 4 test synthesized English utterances (espeak-ng)."""
+    from asrlab.data.synth import synthesize_corpus
+
+    out = tmp_path_factory.mktemp("tiny_corpus")
+    synthesize_corpus(out, n_train=20, n_val=4, n_test=4, seed=3, jobs=1, progress=False)
+    return out
+
+
+def write_tone_manifest(folder: Path, texts: list[str], sr: int = 16000) -> Path:
+    """A manifest of short noise+tone WAVs (content irrelevant) for shape-level tests."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, text in enumerate(texts):
+        n = int(sr * (0.5 + 0.1 * len(text)))
+        t = np.arange(n) / sr
+        wave = 0.3 * np.sin(2 * np.pi * (200 + 40 * i) * t) + 0.01 * rng.standard_normal(n)
+        path = folder / f"u{i}.wav"
+        sf.write(path, wave.astype(np.float32), sr)
+        rows.append({"audio_filepath": path.name, "duration": n / sr, "text": text, "id": f"u{i}"})
+    manifest = folder / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest

@@ -1,0 +1,35 @@
+import pytest
+
+from asrlab.config import Config, ConfigError, PRESETS, preset
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = preset("seed-report")
+    path = tmp_path / "c.yaml"
+    cfg.to_yaml(path)
+    assert Config.from_yaml(path) == cfg
+
+
+def test_presets_validate_and_differ_where_the_report_says():
+    for cfg in PRESETS.values():
+        cfg.validate()
+    assert PRESETS["seed-report"].model.init == "xavier"
+    assert PRESETS["seed-report"].model.init_gain == 0.1
+    assert PRESETS["seed-crnn"].model.init is None
+    assert PRESETS["seed-crnn"].train.batch_size == 8
+    assert PRESETS["seed-crnn"].train.optimizer == "adam"
+
+
+def test_validator_lists_every_problem_with_a_fix():
+    cfg = Config().merged({"model": {"name": "nope", "dropout": 1.5},
+                           "train": {"schedule": "linear"}})
+    with pytest.raises(ConfigError) as e:
+        cfg.validate()
+    msg = str(e.value)
+    assert "nope" in msg and "crnn-sub4" in msg
+    assert "dropout" in msg and "schedule" in msg
+
+
+def test_unknown_key_is_rejected_by_name():
+    with pytest.raises(ConfigError, match="lrr"):
+        Config.from_dict({"train": {"lrr": 1}})

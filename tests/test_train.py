@@ -1,0 +1,88 @@
+"""The training loop on real (synthesized) speech: overfit, checkpoints, resume."""
+
+import json
+
+import pytest
+import torch
+
+from asrlab.checkpoint import load
+from asrlab.config import Config
+from asrlab.evaluate import evaluate
+from asrlab.train import TrainingRefused, lr_at, TrainState, train
+
+# No augmentation, fixed small batches, no time budget: the loop alone decides the outcome.
+OVERFIT = Config().merged({
+    "augment": {"speed_perturb": [1.0], "freq_masks": 0, "time_masks": 0},
+    "model": {"hidden": 128, "layers": 2, "conv_channels": 32, "dropout": 0.0},
+    "train": {"epochs": 60, "max_minutes": None, "batch_size": 4, "lr": 3e-3, "warmup_epochs": 2,
+              "weight_decay": 0.0, "early_stop_patience": 1000, "tensorboard": False,
+              "monitor_every": 1000},
+})
+
+
+@pytest.mark.slow
+def test_tiny_overfit_reaches_cer_below_0_1(tiny_corpus, tmp_path):
+    train_m = tiny_corpus / "train.jsonl"
+    result = train(train_m, train_m, tmp_path / "run", OVERFIT, show_progress=False)
+    assert result.best_cer < 0.1, result.metrics[-1]
+    report = evaluate(tmp_path / "run", train_m, tmp_path / "report.json")
+    assert report.cer < 0.1 and report.empty == 0
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert {"wer", "cer", "n", "empty"} <= set(saved) and saved["n"] == 20
+
+
+def short(epochs: int) -> Config:
+    return OVERFIT.merged({"train": {"epochs": epochs}})
+
+
+def test_metrics_and_checkpoint_round_trip(tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_corpus / "train.jsonl", tiny_corpus / "val.jsonl", run, short(2), show_progress=False)
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for key in ("epoch", "step", "train_loss", "val_loss", "val_cer", "val_wer", "blank_ratio",
+                "empty_hyps", "lr", "elapsed_s"):
+        assert key in rows[0]
+    assert "accuracy" not in " ".join(rows[0])  # no frame accuracy: it rewards blank with CTC
+    ckpt = load(run)  # a run folder resolves to best.pt; needs nothing else
+    again = load(ckpt.path)
+    for k, v in ckpt.model.state_dict().items():
+        assert torch.equal(v, again.model.state_dict()[k])
+    assert ckpt.tokenizer.symbols == again.tokenizer.symbols
+    assert (ckpt.stats.mean == again.stats.mean).all()
+    assert ckpt.config == again.config == short(2)
+    assert (run / "skipped.jsonl").read_text() == ""
+
+
+def test_resume_continues_from_the_saved_step(tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    first = train(tiny_corpus / "train.jsonl", tiny_corpus / "val.jsonl", run, short(2),
+                  show_progress=False)
+    step = first.metrics[-1].step
+    assert step > 0
+    second = train(tiny_corpus / "train.jsonl", tiny_corpus / "val.jsonl", run, short(3),
+                   resume=True, show_progress=False)
+    assert [m.epoch for m in second.metrics] == [3]
+    assert second.metrics[0].step == step + step // 2  # one more epoch of the same size
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+
+
+def test_empty_manifest_split_is_refused_with_a_reason(tiny_corpus, tmp_path):
+    bad = tmp_path / "val.jsonl"
+    line = json.loads((tiny_corpus / "val.jsonl").read_text().splitlines()[0])
+    line["audio_filepath"] = str(tmp_path / "missing.wav")
+    bad.write_text(json.dumps(line) + "\n")
+    with pytest.raises(TrainingRefused, match="no usable validation"):
+        train(tiny_corpus / "train.jsonl", bad, tmp_path / "run", short(1), show_progress=False)
+    skipped = (tmp_path / "run" / "skipped.jsonl").read_text()
+    assert "missing.wav" in skipped and "file not found" in skipped
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    cfg = Config().merged({"train": {"epochs": 10, "lr": 1e-3, "warmup_epochs": 1}})
+    lrs = [lr_at(cfg, TrainState(step=s), 10, 0.0) for s in range(100)]
+    assert lrs[0] < lrs[9] == pytest.approx(1e-3)
+    assert lrs[50] < lrs[10] and lrs[99] == pytest.approx(1e-3 * cfg.train.min_lr_ratio, rel=0.05)
+    # a time budget that is 90% spent pulls the schedule to its end even at an early step
+    assert lr_at(cfg, TrainState(step=20), 10, 0.9) < lrs[80]
