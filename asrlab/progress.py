@@ -40,7 +40,7 @@ class TrainProgress:
 
     def note(self, text: str) -> None:
         if self.enabled:
-            self.console.print(f"[yellow]doctor:[/yellow] {text}")
+            self.console.print(f"[yellow]doctor:[/yellow] {text}", soft_wrap=True)
 
     def end_epoch(self, m) -> None:
         self.last = f"val CER {m.val_cer:.3f} blank {m.blank_ratio:.2f}"
@@ -50,4 +50,4 @@ class TrainProgress:
                 f"val_loss {m.val_loss:.3f}  val_CER {m.val_cer:.4f}  val_WER {m.val_wer:.4f}  "
                 f"blank {m.blank_ratio:.3f}  empty {m.empty_hyps}  lr {m.lr:.2e}  "
                 f"{m.elapsed_s:.0f}s  {m.audio_seconds_per_s:.0f} audio-s/s",
-                highlight=False)
+                highlight=False, soft_wrap=True)

@@ -7,6 +7,7 @@ A run folder holds everything about one run:
     RUN/skipped.jsonl    every utterance not used, with the reason
     RUN/metrics.jsonl    one JSON object per epoch
     RUN/findings.jsonl   the doctor's findings during training
+    RUN/doctor_trace.jsonl  the doctor's observations (asrlab diagnose replays it)
     RUN/train.log        the log
     RUN/tb/              TensorBoard event files
     RUN/last.pt best.pt  checkpoints (written atomically every epoch; best = lowest val CER)
@@ -27,6 +28,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -109,6 +111,7 @@ class Run:
     state: TrainState
     steps_per_epoch: int
     dist: distributed.Dist = field(default_factory=distributed.Dist)
+    notify: Callable[[str], None] | None = None  # the progress display's note line
     log: logging.Logger = log
     findings: list[Finding] = field(default_factory=list)
 
@@ -315,17 +318,20 @@ def precheck(run_dir: Path, cfg: Config, tr: ScanResult, va: ScanResult, tokeniz
              force: bool, write: bool = True) -> list[Finding]:
     """Run the doctor's data checks; refuse to train on errors unless forced."""
     from asrlab.doctor.checks import check_scanned
+    from asrlab.doctor.display import evidence_line
 
-    findings = check_scanned(tr, va, cfg, tokenizer, pipeline)
+    findings = check_scanned(tr, va, cfg, tokenizer, pipeline)  # ranked, errors first
     if write:
         write_findings_json(run_dir / "check.json", findings)
     for f in findings:
         log.log(logging.ERROR if f.severity == "error" else logging.WARNING
-                if f.severity == "warning" else logging.INFO, str(f))
+                if f.severity == "warning" else logging.INFO, f"{f}\n    evidence: {evidence_line(f)}")
     if has_errors(findings) and not force:
-        lines = "\n".join(f"  {f}" for f in findings if f.severity == "error")
-        raise TrainingRefused(f"pre-training checks found errors (details in {run_dir}/check.json):"
-                              f"\n{lines}\nFix the data, or pass --force to train anyway.")
+        lines = "\n".join(f"  {f}\n    evidence: {evidence_line(f)}"
+                          for f in findings if f.severity == "error")
+        raise TrainingRefused(f"pre-training checks found errors (all offenders in "
+                              f"{run_dir}/check.json):\n{lines}\nFix the data, or pass --force "
+                              f"to train anyway.")
     return findings
 
 
@@ -463,6 +469,7 @@ def train(train_path: str | Path, val_path: str | Path, out: str | Path, config:
     metrics_list, stopped = [], "epochs"
     progress = TrainProgress(cfg.train.epochs, len(s.sampler), bar=show_progress and d.is_main,
                              console=console, quiet=not d.is_main)
+    run.notify = progress.note
     with progress:
         while state.epoch < cfg.train.epochs:
             m, rows, out_of_time = run_epoch(s, progress, deadline, t_start, budget_s)

@@ -48,8 +48,8 @@ def overrides_from_args(args) -> dict:
 
     put("model", "name", args.model)
     put("train", "epochs", args.epochs)
-    if args.max_minutes is not None:
-        put("train", "max_minutes", args.max_minutes or None)
+    if args.max_minutes is not None:  # 0 means no limit, which is None in the config
+        o.setdefault("train", {})["max_minutes"] = args.max_minutes or None
     put("train", "lr", args.lr)
     put("train", "warmup_epochs", args.warmup_epochs)
     put("train", "batch_size", args.batch_size)
@@ -89,8 +89,9 @@ def resolve(args) -> tuple[Config, Path, Path, Path, bool]:
     if missing:
         raise ValueError(f"missing {', '.join(missing)} (or --resume RUN)")
     cfg = preset(args.preset)
-    if args.config:
-        cfg = cfg.merged(Config.from_yaml(args.config).to_dict())
+    if args.config:  # only the keys the file sets override the preset
+        Config.from_yaml(args.config)  # validates the file's keys and types, naming it
+        cfg = cfg.merged(yaml.safe_load(args.config.read_text()) or {})
     return cfg.merged(overrides_from_args(args)), args.train, args.val, args.out, False
 
 

@@ -1,5 +1,14 @@
-"""The CTC doctor: findings before, during and after training."""
+"""The CTC doctor: findings before, during and after training.
 
-from asrlab.doctor.findings import CODES, Finding, has_errors
+- before: `asrlab.doctor.checks` (data: lengths, audio, text, sample rates, feature statistics)
+- during: `TrainingMonitor` (asrlab's loop) and `CTCDoctor` (anyone's loop), both judging with
+  the same `HealthTracker`
+- after: `asrlab.doctor.diagnose` (a finished run folder -> diagnosis.md/html/json)
+"""
 
-__all__ = ["CODES", "Finding", "has_errors"]
+from asrlab.doctor.batch import CTCDoctor, check_batch
+from asrlab.doctor.findings import CODES, Finding, has_errors, rank
+from asrlab.doctor.rules import HealthTracker, Observation, RunContext, Thresholds
+
+__all__ = ["CODES", "Finding", "has_errors", "rank", "CTCDoctor", "check_batch",
+           "HealthTracker", "Observation", "RunContext", "Thresholds"]

@@ -1,15 +1,460 @@
-"""Pre-training data checks (to be completed by the doctor work)."""
+"""Pre-training data checks: `asrlab check`, and the first thing `asrlab train` does.
+
+`check_scanned(train_scan, val_scan, config, tokenizer, pipeline)` works on what
+`asrlab.data.scan.scan_split` already read (every utterance, once) and returns findings:
+
+- EMPTY_TRANSCRIPT, OOV_CHARACTERS, BAD_AUDIO (unreadable, empty, silent, NaN): the items the
+  scan skipped, by reason, ids in evidence; BAD_AUDIO also for clipped audio that is used;
+- SAMPLE_RATE_MISMATCH: native rates differing between splits, within a split, or below the
+  feature rate (upsampled audio is empty above its old Nyquist frequency);
+- INFEASIBLE_LENGTH: encoder output frames (the model's real subsampling) < labels + repeats;
+- DURATION_OUTLIER: manifest duration != audio duration, far-off durations or speaking rates;
+- FEATURE_MISMATCH: val (or new data) raw log-mel statistics far from the training ones.
+
+Severities: an error when a problem is systematic (it would make training or validation
+meaningless), a warning when a few items are affected (they are skipped and listed). The
+thresholds are in `DataThresholds`; docs/doctor.md says why each value.
+"""
 
 from __future__ import annotations
 
-from asrlab.doctor.findings import Finding
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asrlab.data.scan import ScanResult, native_rate
+from asrlab.doctor.featstats import compare_feature_stats, split_raw_stats
+from asrlab.doctor.findings import Finding, rank
+from asrlab.features import FeatureStats, LogMel
+
+MAX_IDS = 50  # utterance ids listed in evidence per finding
 
 
-def check_scanned(train_scan, val_scan, config, tokenizer, pipeline) -> list[Finding]:
-    findings = []
-    for scan in (train_scan, val_scan):
-        if scan.skipped:
-            findings.append(Finding("BAD_AUDIO", "warning", f"{len(scan.skipped)} {scan.split} "
-                                    "utterance(s) skipped", {"ids": [s.id for s in scan.skipped]},
-                                    "see skipped.jsonl"))
-    return findings
+@dataclass(frozen=True)
+class DataThresholds:
+    skipped_error_fraction: float = 0.10  # more unusable items than this in a split: error
+    oov_error_fraction: float = 0.10  # val utterances with unseen characters: error above
+    infeasible_error_fraction: float = 0.05  # train utterances CTC cannot align: error above
+    clip_level: float = 0.999  # |sample| at or above: clipped
+    clip_fraction: float = 0.001  # share of samples clipped that makes a file "clipped"
+    clip_min_samples: int = 10
+    clip_run: int = 3  # consecutive samples at the rail: a flat top (single full-scale peaks are not clipping)
+    duration_mismatch_s: float = 0.25  # manifest vs audio duration: warn above both of these
+    duration_mismatch_rel: float = 0.10
+    outlier_z: float = 5.0  # robust z (median/MAD of log values) for duration and speaking rate
+    outlier_ratio: float = 2.5  # ... and at least this factor from the median
+    feature_shift_warning: float = 0.35  # mean |val - train| / pooled std over mel bins
+    feature_shift_error: float = 1.0
+    loudness_db: float = 25.0  # an utterance this far (dB) from the train median RMS
+
+
+@dataclass
+class CheckReport:
+    findings: list[Finding]
+    stats: dict = field(default_factory=dict)
+
+
+# ---- entry points ----------------------------------------------------------------------
+
+def check_scanned(train_scan: ScanResult, val_scan: ScanResult, config, tokenizer, pipeline,
+                  thresholds: DataThresholds | None = None) -> list[Finding]:
+    """The checks `asrlab train` runs before training (see the module docstring), most
+    likely cause first."""
+    return rank(run_checks(train_scan, val_scan, config, tokenizer, pipeline, thresholds).findings)
+
+
+def run_checks(train_scan: ScanResult, val_scan: ScanResult, config, tokenizer, pipeline=None,
+               thresholds: DataThresholds | None = None) -> CheckReport:
+    th = thresholds or DataThresholds()
+    scans = [train_scan, val_scan]
+    findings: list[Finding] = []
+    stats: dict = {s.split: {"read": s.read, "used": len(s.used), "skipped": len(s.skipped)}
+                   for s in scans}
+    for s in scans:
+        findings += skipped_findings(s, th)
+    findings += clipping_findings(scans, th)
+    findings += sample_rate_findings(scans, config.features.sample_rate)
+    lf, stats["lengths"] = length_findings(scans, config, tokenizer, th)
+    findings += lf
+    findings += duration_findings(scans, config.features.sample_rate, th)
+    ff, stats["features"] = feature_findings(train_scan, val_scan, config, pipeline, th)
+    findings += ff
+    return CheckReport(findings, stats)
+
+
+# ---- skipped items: empty text, OOV text, unusable audio --------------------------------
+
+def _reason_code(reason: str) -> str:
+    if reason == "empty transcript":
+        return "EMPTY_TRANSCRIPT"
+    if reason.startswith("characters not in the vocabulary"):
+        return "OOV_CHARACTERS"
+    return "BAD_AUDIO"
+
+
+def skipped_findings(scan: ScanResult, th: DataThresholds) -> list[Finding]:
+    groups: dict[str, list] = {}
+    for s in scan.skipped:
+        groups.setdefault(_reason_code(s.reason), []).append(s)
+    out = []
+    for code, items in groups.items():
+        frac = len(items) / max(1, scan.read)
+        limit = th.oov_error_fraction if code == "OOV_CHARACTERS" else th.skipped_error_fraction
+        severity = "error" if frac > limit else "warning"
+        ev = {"split": scan.split, "count": len(items), "fraction": round(frac, 4),
+              "ids": [s.id for s in items[:MAX_IDS]],
+              "reasons": {s.id: f"{s.source}: {s.reason}" for s in items[:MAX_IDS]}}
+        if code == "EMPTY_TRANSCRIPT":
+            msg = f"{len(items)} {scan.split} utterance(s) have an empty transcript (skipped)"
+            fix = "add the transcripts or remove these lines from the manifest"
+        elif code == "OOV_CHARACTERS":
+            chars = Counter(ch for s in items for ch in _oov_chars(s.reason))
+            ev["characters"] = dict(chars.most_common())
+            msg = (f"{len(items)} {scan.split} utterance(s) use characters the training "
+                   f"transcripts never do ({''.join(sorted(chars))!r}; skipped)")
+            fix = ("normalize all transcripts the same way (case, punctuation, digits as "
+                   "words), or add training text with these characters")
+        else:
+            msg = f"{len(items)} {scan.split} audio file(s) cannot be used (skipped): " + \
+                "; ".join(sorted({_short_reason(s.reason) for s in items}))
+            fix = "re-export or remove these files (reasons per id in the evidence)"
+        out.append(Finding(code, severity, msg, ev, fix + (
+            "; the split is unusable at this rate" if severity == "error" else "")))
+    return out
+
+
+def _oov_chars(reason: str) -> str:
+    start = reason.find("'")
+    return reason[start + 1:reason.rfind("'")] if start >= 0 else ""
+
+
+def _short_reason(reason: str) -> str:
+    """AudioError messages start with the path; keep what follows it."""
+    return reason.split(": ", 1)[1] if reason.startswith("/") and ": " in reason else reason
+
+
+# ---- clipping ---------------------------------------------------------------------------
+
+def clipped_share(wave: np.ndarray, level: float, run: int = 3) -> tuple[int, float]:
+    """Samples in flat tops: runs of at least `run` consecutive samples at |x| >= level.
+    Isolated full-scale samples (peak-normalized audio) do not count."""
+    hot = np.abs(wave) >= level
+    if not hot.any():
+        return 0, 0.0
+    edges = np.diff(np.concatenate([[0], hot.astype(np.int8), [0]]))
+    starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+    lengths = ends - starts
+    n = int(lengths[lengths >= run].sum())
+    return n, n / max(1, wave.size)
+
+
+def clipping_findings(scans: list[ScanResult], th: DataThresholds) -> list[Finding]:
+    out = []
+    for scan in scans:
+        hits = {}
+        for u in scan.used:
+            wave = scan.waves.get(u.id)
+            if wave is None:
+                continue
+            n, share = clipped_share(wave, th.clip_level, th.clip_run)
+            if n >= th.clip_min_samples and share >= th.clip_fraction:
+                hits[u.id] = round(share, 4)
+        if hits:
+            ids = sorted(hits, key=hits.get, reverse=True)
+            out.append(Finding(
+                "BAD_AUDIO", "warning",
+                f"{len(hits)} {scan.split} file(s) are clipped ({th.clip_fraction:.1%}+ of "
+                f"samples in flat tops at |x| >= {th.clip_level}); they train, but distorted",
+                {"split": scan.split, "kind": "clipped", "count": len(hits),
+                 "fraction": round(len(hits) / max(1, len(scan.used)), 4),
+                 "ids": ids[:MAX_IDS], "clipped_share": {i: hits[i] for i in ids[:MAX_IDS]}},
+                "re-record or re-export these at a lower gain, or drop them"))
+    return out
+
+
+# ---- sample rates -----------------------------------------------------------------------
+
+def utterance_rates(scan: ScanResult) -> dict[str, int]:
+    rates = {}
+    for u in scan.used:
+        r = native_rate(u.audio_filepath)
+        if r is not None:
+            rates[u.id] = r
+    return rates
+
+
+def sample_rate_findings(scans: list[ScanResult], feature_rate: int) -> list[Finding]:
+    per_split = {s.split: utterance_rates(s) for s in scans}
+    out = []
+    dominant = {}
+    for split, rates in per_split.items():
+        if not rates:
+            continue
+        counts = Counter(rates.values())
+        main, _ = counts.most_common(1)[0]
+        dominant[split] = main
+        minority = sorted(i for i, r in rates.items() if r != main)
+        if minority:
+            out.append(Finding(
+                "SAMPLE_RATE_MISMATCH", "warning",
+                f"{len(minority)} {split} file(s) are not at the split's {main} Hz "
+                f"({dict(counts)}); they are resampled to {feature_rate} Hz"
+                + (", but upsampled audio is empty above its Nyquist frequency"
+                   if any(rates[i] < feature_rate for i in minority) else ""),
+                {"split": split, "rates": {str(k): v for k, v in counts.items()},
+                 "ids": minority[:MAX_IDS], "id_rates": {i: rates[i] for i in minority[:MAX_IDS]},
+                 "fraction": round(len(minority) / len(rates), 4)},
+                "resample the sources consistently (same rate as the rest) or drop them"))
+    if len(set(dominant.values())) > 1:
+        low = min(dominant.values()) < feature_rate
+        out.append(Finding(
+            "SAMPLE_RATE_MISMATCH", "error" if low else "warning",
+            "splits have different sample rates: "
+            + ", ".join(f"{k} {v} Hz" for k, v in dominant.items())
+            + (f"; the {min(dominant.values())} Hz split lacks everything above "
+               f"{min(dominant.values()) // 2} Hz that the other split has" if low else ""),
+            {"rates": {k: v for k, v in dominant.items()}, "feature_rate": feature_rate},
+            "prepare all splits from sources at the same rate"))
+    all_rates = [r for rates in per_split.values() for r in rates.values()]
+    if all_rates and dominant and len(set(dominant.values())) == 1:
+        rate = next(iter(dominant.values()))
+        if rate < feature_rate and Counter(all_rates)[rate] == len(all_rates):
+            out.append(Finding(
+                "SAMPLE_RATE_MISMATCH", "warning",
+                f"all audio is {rate} Hz but features are computed at {feature_rate} Hz: "
+                f"mel bins above {rate // 2} Hz stay empty",
+                {"native_rate": rate, "feature_rate": feature_rate},
+                f"match the features to the data: --set features.sample_rate={rate} "
+                f"--set features.fmax={int(rate / 2 * 0.95)}"))
+    return out
+
+
+# ---- lengths: CTC feasibility with the model's real subsampling --------------------------
+
+def output_frames(config, n_samples: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Encoder output frames for waveforms of these sample counts (at the feature rate)."""
+    from asrlab.models import build_model
+
+    logmel = LogMel(config.features)
+    frames = torch.tensor([max(1, logmel.num_frames(int(n))) for n in n_samples])
+    model = build_model(config.model, config.features.n_mels, vocab_size)
+    return model.output_lengths(frames).numpy()
+
+
+def label_needs(texts: list[str], tokenizer) -> np.ndarray:
+    """Frames CTC needs per transcript: labels + adjacent repeats (a blank between them)."""
+    needs = []
+    for t in texts:
+        ids = tokenizer.encode(t)
+        needs.append(len(ids) + sum(1 for a, b in zip(ids, ids[1:]) if a == b))
+    return np.asarray(needs)
+
+
+def length_findings(scans: list[ScanResult], config, tokenizer, th: DataThresholds
+                    ) -> tuple[list[Finding], dict]:
+    out, stats = [], {}
+    fastest = max(getattr(config.augment, "speed_perturb", (1.0,)) or (1.0,))
+    for scan in scans:
+        utts = [u for u in scan.used if u.id in scan.waves]
+        if not utts:
+            continue
+        samples = np.asarray([scan.waves[u.id].size for u in utts])
+        frames = output_frames(config, samples, tokenizer.vocab_size)
+        need = label_needs([u.text for u in utts], tokenizer)
+        bad = np.nonzero(frames < need)[0]
+        ratio = frames / np.maximum(need, 1)
+        stats[scan.split] = {"min_frames_per_label": round(float(ratio.min()), 3),
+                             "median_frames_per_label": round(float(np.median(ratio)), 3),
+                             "infeasible": int(bad.size)}
+        if bad.size:
+            frac = bad.size / len(utts)
+            limit = th.infeasible_error_fraction if scan.split == "train" else 0.05
+            order = bad[np.argsort(ratio[bad])]
+            ids = [utts[i].id for i in order[:MAX_IDS]]
+            out.append(Finding(
+                "INFEASIBLE_LENGTH", "error" if frac > limit else "warning",
+                f"{bad.size} {scan.split} utterance(s) have fewer encoder frames than labels + "
+                f"repeats ({config.model.name} subsampling): their CTC loss is inf",
+                {"split": scan.split, "count": int(bad.size), "fraction": round(frac, 4),
+                 "ids": ids, "frames": {utts[i].id: int(frames[i]) for i in order[:MAX_IDS]},
+                 "needed": {utts[i].id: int(need[i]) for i in order[:MAX_IDS]}},
+                "fix the transcripts (are they paired with the right audio?) or drop these "
+                "lines; if many are affected, use a model with less time subsampling "
+                "(--model seed-crnn) or character instead of BPE units"))
+        if scan.split == "train" and fastest > 1.0:
+            fast = output_frames(config, (samples / fastest).astype(int), tokenizer.vocab_size)
+            tight = np.nonzero((fast < need) & (frames >= need))[0]
+            if tight.size:
+                out.append(Finding(
+                    "INFEASIBLE_LENGTH", "warning",
+                    f"{tight.size} train utterance(s) become infeasible under {fastest}x speed "
+                    f"perturbation (they drop out of those updates)",
+                    {"split": "train", "kind": "speed-perturb", "count": int(tight.size),
+                     "fraction": round(tight.size / len(utts), 4),
+                     "ids": [utts[i].id for i in tight[:MAX_IDS]]},
+                    "fine if few; otherwise --set augment.speed_perturb=[0.9,1.0]"))
+    return out, stats
+
+
+# ---- durations and speaking rates ---------------------------------------------------------
+
+def robust_outliers(values: np.ndarray, z: float, ratio: float) -> np.ndarray:
+    """Indices whose log value is > z robust SDs (1.4826 MAD) from the median AND more than
+    `ratio` times off it: both, so tight distributions do not flag small differences."""
+    logs = np.log(np.maximum(values, 1e-9))
+    med = np.median(logs)
+    mad = 1.4826 * np.median(np.abs(logs - med))
+    dev = np.abs(logs - med)
+    return np.nonzero((dev > z * max(mad, 1e-9)) & (dev > np.log(ratio)))[0]
+
+
+def duration_findings(scans: list[ScanResult], rate: int, th: DataThresholds) -> list[Finding]:
+    out = []
+    for scan in scans:
+        utts = [u for u in scan.used if u.id in scan.waves]
+        if not utts:
+            continue
+        actual = np.asarray([scan.waves[u.id].size / rate for u in utts])
+        stated = np.asarray([u.duration for u in utts])
+        diff = np.abs(actual - stated)
+        wrong = np.nonzero((diff > th.duration_mismatch_s) &
+                           (diff > th.duration_mismatch_rel * actual))[0]
+        if wrong.size:
+            out.append(Finding(
+                "DURATION_OUTLIER", "warning",
+                f"{wrong.size} {scan.split} manifest duration(s) disagree with the audio "
+                f"(batching uses the manifest's)",
+                {"split": scan.split, "kind": "manifest-duration", "count": int(wrong.size),
+                 "ids": [utts[i].id for i in wrong[:MAX_IDS]],
+                 "manifest_vs_audio_s": {utts[i].id: [round(float(stated[i]), 3),
+                                                      round(float(actual[i]), 3)]
+                                         for i in wrong[:MAX_IDS]}},
+                "regenerate the manifest durations from the audio (asrlab prepare)"))
+        if len(utts) < 8:  # too few for a distribution
+            continue
+        for kind, values, what in (
+                ("duration", actual, "durations"),
+                ("speaking-rate", np.asarray([len(u.text) for u in utts]) / np.maximum(actual, 1e-3),
+                 "characters per second")):
+            idx = robust_outliers(values, th.outlier_z, th.outlier_ratio)
+            if idx.size:
+                med = float(np.median(values))
+                out.append(Finding(
+                    "DURATION_OUTLIER", "warning",
+                    f"{idx.size} {scan.split} utterance(s) have {what} far from the rest "
+                    f"(median {med:.2f})",
+                    {"split": scan.split, "kind": kind, "count": int(idx.size),
+                     "median": round(med, 3), "ids": [utts[i].id for i in idx[:MAX_IDS]],
+                     "values": {utts[i].id: round(float(values[i]), 3) for i in idx[:MAX_IDS]}},
+                    "listen to them: a transcript paired with the wrong audio, or a long "
+                    "recording that should be segmented"))
+    return out
+
+
+# ---- features ---------------------------------------------------------------------------
+
+def feature_findings(train_scan: ScanResult, val_scan: ScanResult, config, pipeline,
+                     th: DataThresholds) -> tuple[list[Finding], dict]:
+    """Val raw log-mel statistics against the training ones (the CMVN statistics the model
+    is normalized with), per mel bin; plus per-utterance loudness outliers."""
+    ref = getattr(pipeline, "stats", None)
+    if ref is None:
+        if train_scan.stats is not None and train_scan.stats.n:
+            ref = train_scan.stats.stats()
+        else:
+            ref = split_raw_stats(train_scan, config.features)
+    if ref is None:
+        return [], {}
+    other = split_raw_stats(val_scan, config.features)
+    out, stats = [], {}
+    if other is not None:
+        cmp = compare_feature_stats(ref, other)
+        stats = cmp.summary()
+        f = cmp.finding("val", th.feature_shift_warning, th.feature_shift_error)
+        if f:
+            out.append(f)
+    out += loudness_findings([train_scan, val_scan], th)
+    return out, stats
+
+
+def rms_db(wave: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(wave.astype(np.float64) ** 2) + 1e-12))
+
+
+def loudness_findings(scans: list[ScanResult], th: DataThresholds) -> list[Finding]:
+    """Utterances far quieter or louder than the training median: a gain problem that the
+    split-level statistics hide when only a few files have it."""
+    train = scans[0]
+    levels = {s.split: {u.id: rms_db(s.waves[u.id]) for u in s.used if u.id in s.waves}
+              for s in scans}
+    if len(levels.get(train.split, {})) < 8:
+        return []
+    med = float(np.median(list(levels[train.split].values())))
+    out = []
+    for split, lv in levels.items():
+        odd = sorted((i for i, v in lv.items() if abs(v - med) > th.loudness_db),
+                     key=lambda i: -abs(lv[i] - med))
+        if odd:
+            out.append(Finding(
+                "FEATURE_MISMATCH", "warning",
+                f"{len(odd)} {split} file(s) are more than {th.loudness_db:.0f} dB louder or "
+                f"quieter than the training median ({med:.1f} dBFS)",
+                {"split": split, "kind": "loudness", "count": len(odd),
+                 "fraction": round(len(odd) / max(1, len(lv)), 4), "train_median_dbfs": round(med, 1),
+                 "ids": odd[:MAX_IDS], "dbfs": {i: round(lv[i], 1) for i in odd[:MAX_IDS]}},
+                "normalize the gain of these files (or check their source)"))
+    return out
+
+
+def check_stats_against(ref: FeatureStats, scan: ScanResult, config,
+                        thresholds: DataThresholds | None = None) -> tuple[list[Finding], dict]:
+    """New data (e.g. `asrlab diagnose --data`) against a checkpoint's CMVN statistics."""
+    th = thresholds or DataThresholds()
+    other = split_raw_stats(scan, config.features)
+    if other is None:
+        return [], {}
+    cmp = compare_feature_stats(ref, other)
+    f = cmp.finding(scan.split, th.feature_shift_warning, th.feature_shift_error,
+                    against="the model's training statistics")
+    return ([f] if f else []), cmp.summary()
+
+
+# ---- `asrlab check`: manifests -> scans -> findings ---------------------------------------
+
+def check_manifests(train_path: str | Path, val_path: str | Path, config,
+                    thresholds: DataThresholds | None = None) -> CheckReport:
+    """What `asrlab train` would check, without training. Bad manifest lines are findings
+    (BAD_MANIFEST) here instead of an exception."""
+    from asrlab.data.manifest import read_manifest
+    from asrlab.data.scan import scan_split
+    from asrlab.data.tokenizer import build_tokenizer
+
+    findings: list[Finding] = []
+    utts = {}
+    for split, path in (("train", train_path), ("val", val_path)):
+        utts[split], problems = read_manifest(path, strict=False)
+        if problems:
+            findings.append(Finding(
+                "BAD_MANIFEST", "error", f"{len(problems)} line(s) of {path} cannot be read",
+                {"split": split, "count": len(problems),
+                 "lines": [str(p) for p in problems[:MAX_IDS]]},
+                "fix these lines (each must be a JSON object with audio_filepath, duration "
+                "and text); `asrlab train` refuses the manifest until then"))
+    texts = [u.text for u in utts["train"] if u.text.strip()]
+    if not texts:
+        findings.append(Finding("EMPTY_TRANSCRIPT", "error",
+                                f"{train_path}: no training utterance has a transcript",
+                                {"split": "train", "count": len(utts["train"])},
+                                "add transcripts to the training manifest"))
+        return CheckReport(findings, {})
+    tokenizer = build_tokenizer(config.tokenizer, texts, config.vocab_size)
+    logmel = LogMel(config.features)
+    tr = scan_split("train", utts["train"], config.features.sample_rate, tokenizer, logmel)
+    va = scan_split("val", utts["val"], config.features.sample_rate, tokenizer)
+    report = run_checks(tr, va, config, tokenizer, None, thresholds)
+    report.findings = findings + report.findings
+    report.stats["vocabulary"] = tokenizer.vocab_size
+    return report

@@ -27,8 +27,19 @@ CODES = {
     "NOT_LOG_PROBS": "emissions are not log-softmax over the vocabulary axis",
     "BLANK_IN_TARGETS": "targets contain the blank id or ids outside the vocabulary",
     "BAD_INPUT_LENGTHS": "input lengths exceed the frames or ignore padding",
-    "DURATION_OUTLIER": "utterances far longer or shorter than the rest",
+    "DURATION_OUTLIER": "utterances far longer or shorter than the rest, or than their manifest says",
+    "BAD_MANIFEST": "manifest lines that cannot be read",
 }
+
+# Most likely root cause first when several findings are present (`rank`): failures that make
+# the model output meaningless, then data problems that explain them, then symptoms and notes.
+CAUSE_ORDER = (
+    "NONFINITE_LOSS", "DIVERGENCE", "BLANK_COLLAPSE", "LAYOUT_MISMATCH", "NOT_LOG_PROBS",
+    "BLANK_IN_TARGETS", "BAD_INPUT_LENGTHS", "FEATURE_MISMATCH", "INFEASIBLE_LENGTH",
+    "SAMPLE_RATE_MISMATCH", "BAD_MANIFEST", "BAD_AUDIO", "EMPTY_TRANSCRIPT", "OOV_CHARACTERS",
+    "UNDERTRAINED", "DURATION_OUTLIER",
+)
+SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,27 @@ class Finding:
 
 def has_errors(findings: Iterable[Finding]) -> bool:
     return any(f.severity == "error" for f in findings)
+
+
+def rank(findings: Iterable[Finding]) -> list[Finding]:
+    """Most likely cause first: by severity, then by `CAUSE_ORDER`, then by the share of the
+    data affected (`evidence["fraction"]`, when a check records it)."""
+    def key(f: Finding):
+        order = CAUSE_ORDER.index(f.code) if f.code in CAUSE_ORDER else len(CAUSE_ORDER)
+        return SEVERITY_ORDER[f.severity], order, -float(f.evidence.get("fraction", 0.0) or 0.0)
+    return sorted(findings, key=key)
+
+
+def read_findings(path: str | Path) -> list[Finding]:
+    """Findings from a `{"findings": [...]}` JSON file or a findings.jsonl (one per line);
+    [] when the file does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    if path.suffix == ".jsonl":
+        return [Finding.from_dict(json.loads(line)) for line in text.splitlines() if line.strip()]
+    return [Finding.from_dict(d) for d in json.loads(text).get("findings", [])]
 
 
 def write_findings_json(path: str | Path, findings: Iterable[Finding], **extra) -> Path:

@@ -21,25 +21,39 @@ class EmissionStats:
     utterances: int = 0
     all_blank_utts: int = 0  # utterances whose every frame is blank (empty hypothesis)
     token_counts: dict[int, int] = field(default_factory=dict)  # argmax non-blank ids
+    # second moments, for how much the output varies from frame to frame: a model whose
+    # output ignores its input (e.g. initialized with tiny weights) has ~0 spread
+    blank_prob_sq_sum: float = 0.0
+    max_nonblank_prob_sq_sum: float = 0.0
 
     @torch.no_grad()
     def add(self, log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> None:
-        """log_probs (B, T, V), lengths (B,) valid frames."""
-        lp = log_probs.detach().float()
+        """log_probs (B, T, V), lengths (B,) valid frames. Works in the log domain and
+        reduces before exponentiating: cheap enough to run on every batch."""
+        lp = log_probs.detach()
+        if lp.dtype != torch.float32 and lp.dtype != torch.float64:
+            lp = lp.float()
         B, T, V = lp.shape
         mask = torch.arange(T, device=lp.device)[None, :] < lengths.to(lp.device)[:, None]  # (B, T)
-        probs = lp.exp()
-        best = lp.argmax(dim=-1)  # (B, T)
-        nonblank = torch.cat([probs[..., :blank], probs[..., blank + 1:]], dim=-1)  # (B, T, V-1)
+        nonblank = _without(lp, blank)  # (B, T, V-1)
+        nb_lp, nb_idx = nonblank.max(dim=-1)  # best non-blank per frame (one pass)
+        blank_lp = lp[..., blank]
+        blank_best = blank_lp >= nb_lp  # argmax is blank (ties go to blank, like argmax)
+        pb, pn = blank_lp.exp() * mask, nb_lp.exp() * mask
         self.frames += int(mask.sum())
-        self.blank_wins += int(((best == blank) & mask).sum())
-        self.blank_prob_sum += float((probs[..., blank] * mask).sum())
-        self.max_nonblank_prob_sum += float((nonblank.max(dim=-1).values * mask).sum())
+        self.blank_wins += int((blank_best & mask).sum())
+        self.blank_prob_sum += float(pb.sum())
+        self.max_nonblank_prob_sum += float(pn.sum())
+        self.blank_prob_sq_sum += float((pb * pb).sum())
+        self.max_nonblank_prob_sq_sum += float((pn * pn).sum())
         self.utterances += B
-        self.all_blank_utts += int((((best == blank) | ~mask).all(dim=1)).sum())
-        ids, counts = best[mask & (best != blank)].unique(return_counts=True)
-        for i, c in zip(ids.tolist(), counts.tolist()):
-            self.token_counts[i] = self.token_counts.get(i, 0) + c
+        self.all_blank_utts += int((blank_best | ~mask).all(dim=1).sum())
+        ids = nb_idx + (nb_idx >= blank).long()  # back to vocabulary ids
+        emitted = ids[mask & ~blank_best]
+        if emitted.numel():
+            counts = torch.bincount(emitted, minlength=V)
+            for i in counts.nonzero().flatten().tolist():
+                self.token_counts[i] = self.token_counts.get(i, 0) + int(counts[i])
 
     def merge(self, other: "EmissionStats") -> "EmissionStats":
         out = EmissionStats(
@@ -47,7 +61,8 @@ class EmissionStats:
             self.blank_prob_sum + other.blank_prob_sum,
             self.max_nonblank_prob_sum + other.max_nonblank_prob_sum,
             self.utterances + other.utterances, self.all_blank_utts + other.all_blank_utts,
-            dict(self.token_counts))
+            dict(self.token_counts), self.blank_prob_sq_sum + other.blank_prob_sq_sum,
+            self.max_nonblank_prob_sq_sum + other.max_nonblank_prob_sq_sum)
         for k, v in other.token_counts.items():
             out.token_counts[k] = out.token_counts.get(k, 0) + v
         return out
@@ -65,6 +80,20 @@ class EmissionStats:
         return self.max_nonblank_prob_sum / self.frames if self.frames else 0.0
 
     @property
+    def blank_prob_std(self) -> float:
+        """Spread of the blank probability over frames."""
+        if not self.frames:
+            return 0.0
+        return max(0.0, self.blank_prob_sq_sum / self.frames - self.mean_blank_prob ** 2) ** 0.5
+
+    @property
+    def max_nonblank_prob_std(self) -> float:
+        if not self.frames:
+            return 0.0
+        var = self.max_nonblank_prob_sq_sum / self.frames - self.mean_max_nonblank_prob ** 2
+        return max(0.0, var) ** 0.5
+
+    @property
     def distinct_tokens(self) -> int:
         return len(self.token_counts)
 
@@ -77,4 +106,14 @@ class EmissionStats:
                 "mean_blank_prob": self.mean_blank_prob,
                 "mean_max_nonblank_prob": self.mean_max_nonblank_prob,
                 "distinct_tokens": self.distinct_tokens, "empty_rate": self.empty_rate,
-                "utterances": self.utterances}
+                "utterances": self.utterances, "blank_prob_std": self.blank_prob_std,
+                "max_nonblank_prob_std": self.max_nonblank_prob_std}
+
+
+def _without(lp: torch.Tensor, blank: int) -> torch.Tensor:
+    """The non-blank columns of (..., V): a view when blank is first or last."""
+    if blank == 0:
+        return lp[..., 1:]
+    if blank == lp.shape[-1] - 1:
+        return lp[..., :-1]
+    return torch.cat([lp[..., :blank], lp[..., blank + 1:]], dim=-1)
