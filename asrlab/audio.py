@@ -32,13 +32,23 @@ def to_mono(wave: np.ndarray) -> np.ndarray:
     return wave if wave.ndim == 1 else wave.mean(axis=1)
 
 
-def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
-    """Read `path` as float32 mono at `sample_rate`. Raises AudioError naming the file."""
+def load_audio(path: str | Path, sample_rate: int = 16000, offset: float = 0.0,
+               duration: float | None = None) -> np.ndarray:
+    """Read `path` as float32 mono at `sample_rate`. Raises AudioError naming the file.
+
+    `offset`/`duration` (seconds) read a segment only (Kaldi `segments`); None reads to the end."""
     path = Path(path)
     if not path.is_file():
-        raise AudioError(f"{path}: file not found")
+        raise AudioError(f"{path}: " + ("is a folder, not an audio file" if path.is_dir()
+                                        else "file not found"))
     try:
-        wave, sr = sf.read(str(path), dtype="float32", always_2d=False)
+        with sf.SoundFile(str(path)) as f:
+            sr = f.samplerate
+            start = int(round(offset * sr))
+            if start:
+                f.seek(min(start, f.frames))
+            frames = -1 if duration is None else int(round(duration * sr))
+            wave = f.read(frames, dtype="float32", always_2d=False)
     except Exception as e:  # soundfile raises several types (LibsndfileError, RuntimeError...)
         raise AudioError(f"{path}: cannot be read as audio ({e})") from None
     return resample(to_mono(wave), sr, sample_rate)

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from asrlab.data.text import TextNormalizer
+
 
 class ConfigError(ValueError):
     """A configuration that cannot train; the message says what to change."""
@@ -96,6 +98,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    text: TextNormalizer = field(default_factory=TextNormalizer)  # transcript rules, saved
     tokenizer: str = "char"  # char | bpe
     vocab_size: int = 256  # bpe only
 
@@ -135,6 +138,10 @@ class Config:
                             f"model.heads ({self.model.heads})")
         if self.tokenizer not in ("char", "bpe"):
             problems.append(f"tokenizer {self.tokenizer!r}: use char or bpe")
+        if not 0 <= self.augment.noise_prob <= 1:
+            problems.append("augment.noise_prob must be in [0, 1]")
+        if self.augment.noise_snr_db[0] > self.augment.noise_snr_db[1]:
+            problems.append("augment.noise_snr_db must be [low, high] with low <= high")
         if any(s <= 0 for s in self.augment.speed_perturb):
             problems.append("augment.speed_perturb factors must be positive, e.g. [0.9, 1.0, 1.1]")
         if problems:
@@ -196,8 +203,33 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         elif isinstance(default, tuple) and isinstance(value, list):
             kwargs[name] = tuple(value)
         else:
-            kwargs[name] = value
-    return cls(**kwargs)
+            kwargs[name] = _coerce(value, str(known[name].type), f"{where}.{name}")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _coerce(value: Any, type_name: str, where: str) -> Any:
+    """YAML reads `3e-3` as a string (1.1 floats need a dot): convert numbers written so, and
+    reject other values of the wrong type with the key's name."""
+    if value is None or isinstance(value, bool):
+        if value is None and "None" not in type_name:
+            raise ConfigError(f"{where}: must not be null")
+        return value
+    if type_name.startswith("float") and isinstance(value, (int, str)):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if type_name.startswith("int") and isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}") from None
+    if type_name.startswith(("float", "int")) and not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    return value
 
 
 PRESETS: dict[str, Config] = {

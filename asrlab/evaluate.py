@@ -15,6 +15,7 @@ from pathlib import Path
 
 from asrlab.audio import AudioError
 from asrlab.data.manifest import load_manifest
+from asrlab.data.text import normalize_utterances
 from asrlab.decode import make_decoder
 from asrlab.inference import Recognizer
 from asrlab.metrics import error_rates, utterance_errors
@@ -48,13 +49,18 @@ def evaluate(model_path: Path, data_path: Path, out: Path | None = None, args=No
     waves, kept, skipped = [], [], []
     for u in utts:
         try:
-            waves.append(rec.load(u.audio_filepath))
+            waves.append(rec.load(u.audio_filepath, u.offset, u.span))
             kept.append(u)
         except AudioError as e:
             skipped.append({"id": u.id, "source": u.source, "reason": str(e)})
+    if not kept:  # a WER of 0.0 over nothing would look like success
+        reasons = "; ".join(f"{x['source']}: {x['reason']}" for x in skipped[:3])
+        raise ValueError(f"{data_path}: none of its {len(utts)} utterance(s) could be read "
+                         f"({reasons})")
     t0 = time.perf_counter()
     hyps = [decoder.decode(lp) for lp in rec.log_probs(waves)]
     elapsed = time.perf_counter() - t0
+    kept, _ = normalize_utterances(kept, rec.ckpt.config.text)  # the model's text rules
     refs = [u.text for u in kept]
     rates = error_rates(refs, [h.text for h in hyps])
     report = EvalReport(rates.wer, rates.cer, rates.n, rates.empty, str(model_path),

@@ -135,11 +135,11 @@ def spec_augment(feats: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator
     T, F = feats.shape
     for _ in range(cfg.freq_masks):
         w = int(rng.integers(0, cfg.freq_mask_width + 1))
-        f0 = int(rng.integers(0, max(1, F - w)))
+        f0 = int(rng.integers(0, max(1, F - w + 1)))
         feats[:, f0:f0 + w] = 0.0
     max_t = int(cfg.time_mask_ratio * T)
     for _ in range(cfg.time_masks):
         w = int(rng.integers(0, max_t + 1))
-        t0 = int(rng.integers(0, max(1, T - w)))
+        t0 = int(rng.integers(0, max(1, T - w + 1)))
         feats[t0:t0 + w, :] = 0.0
     return feats

@@ -35,8 +35,9 @@ class Recognizer:
         probe = torch.tensor([1000])
         return hop * 1000 / int(self.model.output_lengths(probe))
 
-    def load(self, path: str | Path) -> np.ndarray:
-        return load_audio(path, self.sample_rate)
+    def load(self, path: str | Path, offset: float = 0.0, duration: float | None = None
+             ) -> np.ndarray:
+        return load_audio(path, self.sample_rate, offset, duration)
 
     @torch.inference_mode()
     def log_probs(self, waves: list[np.ndarray]) -> list[np.ndarray]:

@@ -40,10 +40,11 @@ from asrlab import distributed
 from asrlab.checkpoint import load as load_checkpoint
 from asrlab.checkpoint import save_checkpoint
 from asrlab.config import Config
-from asrlab.data.dataset import Batch, SpeechDataset, collate
-from asrlab.data.manifest import load_manifest
+from asrlab.data.dataset import Batch, SpeechDataset, collate, load_noises
+from asrlab.data.manifest import ManifestError, read_manifest
 from asrlab.data.sampler import BucketBatchSampler
 from asrlab.data.scan import ScanResult, scan_split, write_skipped
+from asrlab.data.text import normalize_utterances
 from asrlab.data.tokenizer import build_tokenizer
 from asrlab.decode.greedy import greedy_batch
 from asrlab.doctor.findings import Finding, has_errors, write_findings_json
@@ -293,15 +294,33 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def scan_data(cfg: Config, train_path, val_path, tokenizer=None):
-    """Read both manifests and all audio once; returns scan results and CMVN statistics."""
-    train_utts, val_utts = load_manifest(train_path), load_manifest(val_path)
+def read_split(path, force: bool):
+    """A manifest's utterances and its bad lines. Bad lines refuse training (all of them listed)
+    unless forced; forced, they are skipped and listed in skipped.jsonl like any other item."""
+    utts, problems = read_manifest(path, strict=False)
+    if problems and not force:
+        raise TrainingRefused(f"{ManifestError(path, problems)}\nFix these lines, or pass "
+                              "--force to skip them (they are then listed in skipped.jsonl).")
+    return utts, problems
+
+
+def scan_data(cfg: Config, train_path, val_path, tokenizer=None, force: bool = False):
+    """Read both manifests and all audio once; returns scan results and CMVN statistics.
+    Bad manifest lines (with force) count as read and skipped, like unusable audio."""
+    (train_utts, train_bad), (val_utts, val_bad) = (read_split(train_path, force),
+                                                    read_split(val_path, force))
+    train_utts, removed = normalize_utterances(train_utts, cfg.text)
+    val_utts, _ = normalize_utterances(val_utts, cfg.text)
+    if removed:
+        log.info("text normalization removed from training transcripts: %s",
+                 ", ".join(f"{ch!r} x{n}" for ch, n in list(removed.items())[:20]))
     if tokenizer is None:
         tokenizer = build_tokenizer(cfg.tokenizer, [u.text for u in train_utts if u.text.strip()],
                                     cfg.vocab_size)
     logmel = LogMel(cfg.features)
-    tr = scan_split("train", train_utts, cfg.features.sample_rate, tokenizer, logmel)
-    va = scan_split("val", val_utts, cfg.features.sample_rate, tokenizer)
+    tr = scan_split("train", train_utts, cfg.features.sample_rate, tokenizer, logmel,
+                    problems=train_bad)
+    va = scan_split("val", val_utts, cfg.features.sample_rate, tokenizer, problems=val_bad)
     stats = tr.stats.stats() if tr.used else None
     return tr, va, tokenizer, stats
 
@@ -309,9 +328,14 @@ def scan_data(cfg: Config, train_path, val_path, tokenizer=None):
 def require_usable(tr: ScanResult, va: ScanResult, train_path, val_path, run_dir: Path) -> None:
     for scan, path in ((tr, train_path), (va, val_path)):
         if not scan.used:
+            hint = ""
+            if scan.skipped and all("file not found" in s.reason for s in scan.skipped):
+                hint = (f"; every audio file is missing: relative paths resolve from the "
+                        f"manifest's folder {Path(path).resolve().parent}; was the manifest "
+                        "moved without its audio?")
             raise TrainingRefused(f"{path}: no usable {'training' if scan is tr else 'validation'} "
                                   f"utterance ({len(scan.skipped)} skipped; reasons in "
-                                  f"{run_dir / 'skipped.jsonl'})")
+                                  f"{run_dir / 'skipped.jsonl'}){hint}")
 
 
 def precheck(run_dir: Path, cfg: Config, tr: ScanResult, va: ScanResult, tokenizer, pipeline,
@@ -375,7 +399,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, is_main: bool) -> None:
 def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val_path,
                 ckpt, force: bool, callbacks: list | None) -> Setup:
     tr, va, tokenizer, stats = scan_data(cfg, train_path, val_path,
-                                         ckpt.tokenizer if ckpt else None)
+                                         ckpt.tokenizer if ckpt else None, force)
     if ckpt is not None:
         stats = ckpt.stats  # keep the statistics the model was trained with
     if d.is_main:
@@ -400,7 +424,12 @@ def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val
         ids = [d.device.index] if d.device.type == "cuda" else None
         ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
-    train_ds = SpeechDataset(tr.used, pipeline, tokenizer, cfg.augment, cfg.train.seed, waves=tr.waves)
+    noises = None  # augment.noise_prob > 0 without a noise_dir: generated white/pink noise
+    if cfg.augment.noise_dir and cfg.augment.noise_prob > 0:
+        noises = load_noises(cfg.augment.noise_dir, cfg.features.sample_rate)
+        log.info("noise augmentation: %d files from %s", len(noises), cfg.augment.noise_dir)
+    train_ds = SpeechDataset(tr.used, pipeline, tokenizer, cfg.augment, cfg.train.seed,
+                             waves=tr.waves, noises=noises)
     val_ds = SpeechDataset(va.used, pipeline, tokenizer, None, waves=va.waves)
     sampler = BucketBatchSampler([u.duration for u in tr.used], cfg.train.batch_size,
                                  cfg.train.batch_seconds, True, cfg.train.sort_first_epoch,

@@ -33,3 +33,12 @@ def test_validator_lists_every_problem_with_a_fix():
 def test_unknown_key_is_rejected_by_name():
     with pytest.raises(ConfigError, match="lrr"):
         Config.from_dict({"train": {"lrr": 1}})
+
+
+def test_numbers_written_as_yaml_strings_are_converted_or_named():
+    cfg = Config().merged({"train": {"lr": "3e-3", "batch_size": "8", "max_minutes": None}})
+    assert cfg.train.lr == 3e-3 and cfg.train.batch_size == 8 and cfg.train.max_minutes is None
+    with pytest.raises(ConfigError, match="train.lr"):
+        Config().merged({"train": {"lr": "fast"}})
+    with pytest.raises(ConfigError, match="model.hidden"):
+        Config().merged({"model": {"hidden": [1, 2]}})

@@ -13,8 +13,8 @@ from asrlab.train import TrainingRefused, lr_at, TrainState, train
 # No augmentation, fixed small batches, no time budget: the loop alone decides the outcome.
 OVERFIT = Config().merged({
     "augment": {"speed_perturb": [1.0], "freq_masks": 0, "time_masks": 0},
-    "model": {"hidden": 128, "layers": 2, "conv_channels": 32, "dropout": 0.0},
-    "train": {"epochs": 60, "max_minutes": None, "batch_size": 4, "lr": 3e-3, "warmup_epochs": 2,
+    "model": {"hidden": 192, "layers": 2, "conv_channels": 32, "dropout": 0.0},
+    "train": {"epochs": 80, "max_minutes": None, "batch_size": 4, "lr": 1e-2, "warmup_epochs": 2,
               "weight_decay": 0.0, "early_stop_patience": 1000, "tensorboard": False,
               "monitor_every": 1000},
 })

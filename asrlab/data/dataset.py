@@ -7,12 +7,14 @@ dataset is built with an `AugmentConfig`, i.e. only for training.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from asrlab.audio import load_audio, speed_perturb
+from asrlab.audio import AudioError, load_audio, speed_perturb
 from asrlab.config import AugmentConfig
 from asrlab.data.manifest import Utterance
 from asrlab.features import FeaturePipeline, spec_augment
@@ -64,6 +66,46 @@ def add_noise(wave: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     return (wave + noise * np.sqrt(p_sig / (p_noise * 10 ** (snr_db / 10)))).astype(np.float32)
 
 
+NOISE_KINDS = ("white", "pink")
+NOISE_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+
+
+def generated_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit-variance Gaussian noise of n samples: white (flat spectrum) or pink (power falling
+    as 1/f, shaped in the frequency domain). Used when augment.noise_dir is None."""
+    noise = rng.standard_normal(n)
+    if kind == "pink":
+        spectrum = np.fft.rfft(noise)
+        spectrum /= np.sqrt(np.maximum(np.arange(spectrum.size), 1))
+        noise = np.fft.irfft(spectrum, n)
+    elif kind != "white":
+        raise ValueError(f"noise kind {kind!r}: use one of {NOISE_KINDS}")
+    return (noise / (noise.std() + 1e-12)).astype(np.float32)
+
+
+def load_noises(folder: str | Path, sample_rate: int) -> list[np.ndarray]:
+    """Every readable, non-silent audio file under `folder` (recursively), at `sample_rate`.
+    Unusable files are logged by name; a folder with none usable is an error."""
+    from asrlab.data.scan import audio_problem
+
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in NOISE_SUFFIXES)
+    noises = []
+    for path in files:
+        try:
+            wave = load_audio(path, sample_rate)
+            problem = audio_problem(wave)
+        except AudioError as e:
+            problem = str(e)
+        if problem:
+            logging.getLogger("asrlab.train").warning("noise file %s not used: %s", path, problem)
+        else:
+            noises.append(wave)
+    if not noises:
+        raise FileNotFoundError(f"augment.noise_dir {folder}: no usable noise file "
+                                f"({len(files)} with suffixes {', '.join(NOISE_SUFFIXES)})")
+    return noises
+
+
 class SpeechDataset(torch.utils.data.Dataset):
     def __init__(self, utts: list[Utterance], pipeline: FeaturePipeline, tokenizer,
                  augment: AugmentConfig | None = None, seed: int = 0, cache_audio: bool = True,
@@ -86,7 +128,8 @@ class SpeechDataset(torch.utils.data.Dataset):
     def wave(self, i: int) -> np.ndarray:
         if self.cache is not None and i in self.cache:
             return self.cache[i]
-        wave = load_audio(self.utts[i].audio_filepath, self.pipeline.cfg.sample_rate)
+        u = self.utts[i]
+        wave = load_audio(u.audio_filepath, self.pipeline.cfg.sample_rate, u.offset, u.span)
         if self.cache is not None:
             self.cache[i] = wave
         return wave
@@ -101,10 +144,17 @@ class SpeechDataset(torch.utils.data.Dataset):
         aug = self.augment
         if len(aug.speed_perturb) > 1 or aug.speed_perturb[0] != 1.0:
             wave = speed_perturb(wave, float(rng.choice(aug.speed_perturb)))
-        if self.noises and rng.random() < aug.noise_prob:
-            noise = self.noises[int(rng.integers(len(self.noises)))]
-            wave = add_noise(wave, noise, float(rng.uniform(*aug.noise_snr_db)))
+        if aug.noise_prob > 0 and rng.random() < aug.noise_prob:
+            snr_db = float(rng.uniform(*aug.noise_snr_db))
+            wave = add_noise(wave, self.noise(len(wave), rng), snr_db)
         return spec_augment(self.pipeline(wave), aug, rng)
+
+    def noise(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """A noise file from a random start (add_noise tiles it), or generated white/pink."""
+        if self.noises:
+            noise = self.noises[int(rng.integers(len(self.noises)))]
+            return np.roll(noise, -int(rng.integers(len(noise))))
+        return generated_noise(NOISE_KINDS[int(rng.integers(len(NOISE_KINDS)))], n, rng)
 
     def __getitem__(self, i: int) -> Example:
         u = self.utts[i]

@@ -28,6 +28,16 @@ class Utterance:
     extra: dict = field(default_factory=dict, compare=False)
     source: str = ""  # "manifest.jsonl:LINE", for messages
 
+    @property
+    def offset(self) -> float:
+        """Start of the utterance in its file, seconds (Kaldi segments); 0 for whole files."""
+        return float(self.extra.get("offset", 0.0))
+
+    @property
+    def span(self) -> float | None:
+        """Seconds to read from `offset`: the duration for a segment, None (the whole file)."""
+        return self.duration if "offset" in self.extra else None
+
     def to_json(self, relative_to: Path | None = None) -> dict:
         path = self.audio_filepath
         if relative_to is not None:
@@ -81,6 +91,10 @@ def parse_line(raw: str, lineno: int, path: Path) -> Utterance:
         raise ValueError(f"duration must be a positive number of seconds, got {duration!r}")
     if not isinstance(text, str):
         raise ValueError(f"text must be a string, got {type(text).__name__}")
+    offset = obj.get("offset", 0.0)
+    if isinstance(offset, bool) or not isinstance(offset, (int, float)) \
+            or not math.isfinite(offset) or offset < 0:
+        raise ValueError(f"offset must be a number of seconds >= 0, got {offset!r}")
     audio_path = Path(audio)
     if not audio_path.is_absolute():
         audio_path = (path.parent / audio_path).resolve()
@@ -101,7 +115,7 @@ def read_manifest(path: str | Path, strict: bool = True) -> tuple[list[Utterance
     utts: list[Utterance] = []
     problems: list[ManifestProblem] = []
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:  # -sig: a BOM is no error
         for lineno, raw in enumerate(f, start=1):
             if not raw.strip():
                 continue

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from asrlab.audio import AudioError, load_audio
-from asrlab.data.manifest import Utterance
+from asrlab.data.manifest import ManifestProblem, Utterance
 from asrlab.features import LogMel, StatsAccumulator
 
 
@@ -50,6 +50,11 @@ def audio_problem(wave: np.ndarray) -> str | None:
     return None
 
 
+def problem_skipped(split: str, p: ManifestProblem) -> Skipped:
+    return Skipped(split, f"{p.path.name}:{p.line}", f"{p.path}:{p.line}",
+                   f"bad manifest line: {p.message}")
+
+
 def native_rate(path: Path) -> int | None:
     try:
         import soundfile as sf
@@ -60,9 +65,12 @@ def native_rate(path: Path) -> int | None:
 
 
 def scan_split(split: str, utts: list[Utterance], sample_rate: int, tokenizer=None,
-               logmel: LogMel | None = None, keep_waves: bool = True) -> ScanResult:
-    """Load each utterance; skip (with a reason) empty text, OOV text, and unusable audio."""
-    result = ScanResult(split, len(utts), [], [])
+               logmel: LogMel | None = None, keep_waves: bool = True,
+               problems: list[ManifestProblem] = ()) -> ScanResult:
+    """Load each utterance; skip (with a reason) empty text, OOV text, and unusable audio.
+    `problems` (bad manifest lines from read_manifest(strict=False)) count as read and skipped."""
+    result = ScanResult(split, len(utts) + len(problems), [],
+                        [problem_skipped(split, p) for p in problems])
     if logmel is not None:
         result.stats = StatsAccumulator(logmel.cfg.n_mels)
     for u in utts:
@@ -74,7 +82,7 @@ def scan_split(split: str, utts: list[Utterance], sample_rate: int, tokenizer=No
         wave = None
         if reason is None:
             try:
-                wave = load_audio(u.audio_filepath, sample_rate)
+                wave = load_audio(u.audio_filepath, sample_rate, u.offset, u.span)
                 reason = audio_problem(wave)
             except AudioError as e:
                 reason = str(e)

@@ -1,0 +1,64 @@
+"""`asrlab prepare FORMAT SRC --out M.jsonl`: convert a corpus to a manifest.
+
+Prints read / written / skipped counts (read = written + skipped) and the first skipped items;
+all of them, with reasons, go to M.skipped.jsonl beside the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+FORMATS = ("librispeech", "commonvoice", "kaldi", "csv", "fsdd")
+SHOWN_SKIPS = 5
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("format", choices=FORMATS, help="corpus layout")
+    p.add_argument("src", type=Path,
+                   help="librispeech: a folder such as LibriSpeech/dev-clean; commonvoice: a "
+                        ".tsv (or its folder, with --split); kaldi: a data folder (wav.scp, "
+                        "text, [segments, utt2spk]); csv: the table; fsdd: recordings/")
+    p.add_argument("--out", type=Path, required=True, help="manifest to write (.jsonl)")
+    p.add_argument("--speakers", help="fsdd: comma-separated speakers to keep (default: all)")
+    p.add_argument("--audio-column", help="csv: column with the audio path")
+    p.add_argument("--text-column", help="csv: column with the transcript")
+    p.add_argument("--duration-column",
+                   help="csv: column with durations in seconds (trusted: headers are not read)")
+    p.add_argument("--delimiter", help="csv: field delimiter (default: detected; '\\t' for tab)")
+    p.add_argument("--root", type=Path,
+                   help="resolve relative audio paths from this folder (default: the table's "
+                        "folder for csv, clips/ beside the TSV for commonvoice, the current "
+                        "folder for kaldi)")
+    p.add_argument("--split", default="train",
+                   help="commonvoice: which SRC/<split>.tsv when SRC is a folder")
+
+
+def options_from_args(args):
+    from asrlab.data.prepare import PrepareOptions
+
+    delimiter = args.delimiter
+    if delimiter in ("\\t", "tab", "TAB"):
+        delimiter = "\t"
+    speakers = tuple(s.strip() for s in args.speakers.split(",") if s.strip()) \
+        if args.speakers else None
+    return PrepareOptions(speakers=speakers, audio_column=args.audio_column,
+                          text_column=args.text_column, duration_column=args.duration_column,
+                          delimiter=delimiter, root=args.root, split=args.split)
+
+
+def run(args) -> int:
+    from asrlab.data.prepare import prepare
+
+    result = prepare(args.format, args.src, args.out, options_from_args(args))
+    print(f"{result.manifest}: {result.summary()}")
+    if result.skipped:
+        print(f"skipped items (all {len(result.skipped)} in {result.skipped_path}):")
+        for s in result.skipped[:SHOWN_SKIPS]:
+            print(f"  {s.id} ({s.source}): {s.reason}")
+        if len(result.skipped) > SHOWN_SKIPS:
+            print(f"  ... and {len(result.skipped) - SHOWN_SKIPS} more")
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0 if result.written else 1
