@@ -16,7 +16,7 @@ from pathlib import Path
 from asrlab.audio import AudioError
 from asrlab.data.manifest import load_manifest
 from asrlab.data.text import normalize_utterances
-from asrlab.decode import make_decoder
+from asrlab.decode import describe_decoder, make_decoder
 from asrlab.inference import Recognizer
 from asrlab.metrics import error_rates, utterance_errors
 
@@ -30,6 +30,7 @@ class EvalReport:
     model: str
     data: str
     skipped: list[dict] = field(default_factory=list)
+    decoder: dict = field(default_factory=dict)  # which decoder and weights produced these rates
     audio_seconds: float = 0.0
     decode_seconds: float = 0.0
     utterances_path: Path | None = None
@@ -37,6 +38,7 @@ class EvalReport:
     def summary(self) -> dict:
         return {"wer": self.wer, "cer": self.cer, "n": self.n, "empty": self.empty,
                 "skipped": len(self.skipped), "model": self.model, "data": self.data,
+                "decoder": self.decoder,
                 "audio_seconds": round(self.audio_seconds, 2),
                 "decode_seconds": round(self.decode_seconds, 3),
                 "rtf": round(self.decode_seconds / max(self.audio_seconds, 1e-9), 5)}
@@ -64,7 +66,7 @@ def evaluate(model_path: Path, data_path: Path, out: Path | None = None, args=No
     refs = [u.text for u in kept]
     rates = error_rates(refs, [h.text for h in hyps])
     report = EvalReport(rates.wer, rates.cer, rates.n, rates.empty, str(model_path),
-                        str(data_path), skipped,
+                        str(data_path), skipped, describe_decoder(decoder),
                         sum(len(w) for w in waves) / rec.sample_rate, elapsed)
     if out is not None:
         out = Path(out)

@@ -12,6 +12,7 @@ from asrlab.decode import add_decoder_arguments
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, help="run folder or checkpoint file")
+    p.add_argument("--onnx", type=Path, help="exported model.onnx (onnxruntime only, no torch)")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     add_decoder_arguments(p)
@@ -21,8 +22,8 @@ def run(args) -> int:
     from asrlab.audio import AudioError
     from asrlab.transcribe import Transcriber
 
-    if args.model is None:
-        raise ValueError("--model RUN (a run folder or checkpoint) is required")
+    if args.model is None and args.onnx is None:
+        raise ValueError("--model RUN (a run folder or checkpoint) or --onnx model.onnx is required")
     tr = Transcriber.from_args(args)
     status = 0
     for path in args.files:
