@@ -13,6 +13,7 @@ class TensorBoardCallback:
     def __init__(self, log_dir: Path, every: int = 10):
         self.log_dir, self.every = Path(log_dir), every
         self.writer: SummaryWriter | None = None
+        self.written = 0  # findings already sent
 
     def on_train_start(self, run) -> None:
         self.writer = SummaryWriter(str(self.log_dir))
@@ -27,11 +28,17 @@ class TensorBoardCallback:
         for k, v in asdict(m).items():
             if k not in ("epoch", "step"):
                 self.writer.add_scalar(f"epoch/{k}", v, m.step)
+        self.write_findings(run, m.step)
         self.writer.flush()
         return []
 
+    def write_findings(self, run, step: int) -> None:
+        """The doctor's findings so far (the monitor runs before this callback), as text."""
+        for f in run.findings[self.written:]:
+            self.writer.add_text(f"doctor/{f.code}", f"**{f.severity}**: {f.message}\n\n"
+                                 f"fix: {f.remedy}", step)
+        self.written = len(run.findings)
+
     def on_train_end(self, run) -> None:
-        if run.findings:
-            self.writer.add_text("doctor/findings", "\n\n".join(
-                f"**{f.code}** ({f.severity}): {f.message}" for f in run.findings))
+        self.write_findings(run, run.state.step)
         self.writer.close()
