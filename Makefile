@@ -3,6 +3,7 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 DATA ?= data/default
 RUN ?= runs/default
+TRAIN_ARGS ?=
 APT_TEST_PACKAGES := chromium chromium-driver
 
 .PHONY: install install-test apt-test demo test test-fast bench clean
@@ -26,7 +27,7 @@ install-test: install apt-test
 
 demo: install
 	$(PYTHON) -m asrlab synth --out $(DATA)
-	$(PYTHON) -m asrlab train --train $(DATA)/train.jsonl --val $(DATA)/val.jsonl --out $(RUN)
+	$(PYTHON) -m asrlab train --train $(DATA)/train.jsonl --val $(DATA)/val.jsonl --out $(RUN) $(TRAIN_ARGS)
 	$(PYTHON) -m asrlab evaluate --model $(RUN) --data $(DATA)/test.jsonl --out $(RUN)/eval_test.json
 	$(PYTHON) -m asrlab transcribe --model $(RUN) $$(head -2 $(DATA)/test.jsonl | $(PYTHON) -c "import sys,json; print(' '.join('$(DATA)/'+json.loads(l)['audio_filepath'] for l in sys.stdin))")
 	$(PYTHON) -m asrlab diagnose $(RUN) --data $(DATA)/val.jsonl
