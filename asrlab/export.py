@@ -8,12 +8,9 @@ default since torch 2.9): on this model it took 80 s instead of 2 s and fixed th
 axis in the graph's shape info; the TorchScript exporter maps each nn.LSTM straight to ONNX's LSTM
 op with clean dynamic axes. Its deprecation warning is silenced here; revisit if it is removed.
 
-Packed sequences do not export, so the packed BiLSTM is swapped for `ExportBiLSTM`, which computes
-the same thing on a padded batch: the forward direction runs over the padded batch (padding comes
-after the real frames, so it never reaches them) and the backward direction runs over each
-utterance reversed *within its own length* (a gather), then reversed back; padded outputs are
-zeroed, as pad_packed_sequence does. So a padded ONNX batch equals PyTorch frame for frame,
-padding included.
+The BiLSTM (`asrlab.models.crnn.BiLSTM`) needs no swap: it never packs sequences, it runs the
+backward direction over each utterance reversed within its own length (a gather), so a padded
+ONNX batch equals PyTorch frame for frame, padding included.
 
 The feature pipeline stays in Python (NumPy); the vocabulary, feature config, CMVN statistics and
 frame duration go into the ONNX metadata (key `asrlab`, JSON), so the .onnx alone suffices.
@@ -39,7 +36,6 @@ from torch import nn
 
 from asrlab.checkpoint import Checkpoint, load
 from asrlab.inference import Recognizer, pad
-from asrlab.models.crnn import BiLSTM
 
 OPSET = 17
 METADATA_KEY = "asrlab"
@@ -51,47 +47,9 @@ class ParityError(RuntimeError):
     """ONNX output differs from PyTorch beyond the tolerance; the message has the numbers."""
 
 
-class ExportBiLSTM(nn.Module):
-    """Packing-free twin of `asrlab.models.crnn.BiLSTM` with the same weights (see module doc)."""
-
-    def __init__(self, packed: BiLSTM):
-        super().__init__()
-        rnn = packed.rnn
-        self.out_dim = packed.out_dim
-        self.fwd, self.bwd = nn.ModuleList(), nn.ModuleList()
-        for layer in range(rnn.num_layers):
-            in_dim = rnn.input_size if layer == 0 else 2 * rnn.hidden_size
-            for direction, suffix in ((self.fwd, ""), (self.bwd, "_reverse")):
-                one = nn.LSTM(in_dim, rnn.hidden_size, batch_first=True)
-                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                    src = getattr(rnn, f"{name}_l{layer}{suffix}")
-                    getattr(one, f"{name}_l0").data.copy_(src.data)
-                direction.append(one)
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor):
-        T = x.shape[1]
-        t = torch.arange(T, device=x.device)[None, :]  # (1, T)
-        real = t < lengths[:, None]  # (B, T)
-        rev = torch.where(real, lengths[:, None] - 1 - t, t)  # reverse within each length
-        # explicit zero states shaped from the input: the batch size stays dynamic in the graph
-        h0 = x.new_zeros(1, x.shape[0], self.fwd[0].hidden_size)
-        for fwd, bwd in zip(self.fwd, self.bwd):
-            y_f, _ = fwd(x, (h0, h0))
-            x_rev = torch.gather(x, 1, rev[:, :, None].expand(-1, -1, x.shape[2]))
-            y_b, _ = bwd(x_rev, (h0, h0))
-            y_b = torch.gather(y_b, 1, rev[:, :, None].expand(-1, -1, y_b.shape[2]))
-            x = torch.cat([y_f, y_b], dim=2)
-        return x * real[:, :, None].to(x.dtype), lengths
-
-
 def exportable(model: nn.Module) -> nn.Module:
-    """A copy of `model` in eval mode with every packed BiLSTM replaced by ExportBiLSTM."""
-    model = copy.deepcopy(model).eval()
-    for name, module in list(model.named_modules()):
-        if isinstance(module, BiLSTM):
-            parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
-            setattr(parent, name.rsplit(".", 1)[-1], ExportBiLSTM(module))
-    return model
+    """A copy of `model` in eval mode, ready for the exporter."""
+    return copy.deepcopy(model).eval()
 
 
 # ---- metadata --------------------------------------------------------------------------------

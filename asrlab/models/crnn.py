@@ -7,9 +7,10 @@ every convolution so that a padded batch computes exactly what each utterance co
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 
 def time_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -56,19 +57,50 @@ class ConvFrontEnd(nn.Module):
 
 
 class BiLSTM(nn.Module):
-    """Packed bidirectional LSTM: (B, T, D) -> (B, T, 2H); padding never enters the state."""
+    """Bidirectional LSTM over a padded batch: (B, T, D) -> (B, T, 2H); padding never enters
+    the state, and padded output frames are zero.
+
+    Each layer runs a forward LSTM over the padded batch (padding comes after the real frames, so
+    it never reaches them) and a backward LSTM over each utterance reversed *within its own
+    length* (a gather), reversed back. Why not pack_padded_sequence, which computes the same:
+    packed input leaves PyTorch's oneDNN LSTM kernel and made CPU training steps twice as slow
+    (docs/benchmarks.md); this form also exports to ONNX as it is.
+    """
 
     def __init__(self, input_dim: int, hidden: int, layers: int, dropout: float):
         super().__init__()
-        self.rnn = nn.LSTM(input_dim, hidden, num_layers=layers, batch_first=True,
-                           bidirectional=True, dropout=dropout if layers > 1 else 0.0)
-        self.out_dim = 2 * hidden
+        dims = [input_dim] + [2 * hidden] * (layers - 1)
+        self.fwd = nn.ModuleList(nn.LSTM(d, hidden, batch_first=True) for d in dims)
+        self.bwd = nn.ModuleList(nn.LSTM(d, hidden, batch_first=True) for d in dims)
+        self.dropout = nn.Dropout(dropout)  # between layers, as nn.LSTM(dropout=...) does
+        self.hidden, self.out_dim = hidden, 2 * hidden
+        self._register_load_state_dict_pre_hook(_from_stacked_lstm)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor):
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        y, _ = self.rnn(packed)
-        y, _ = pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
-        return y, lengths
+        T = x.shape[1]
+        t = torch.arange(T, device=x.device)[None, :]  # (1, T)
+        real = t < lengths[:, None]  # (B, T)
+        rev = torch.where(real, lengths[:, None] - 1 - t, t)[:, :, None]  # (B, T, 1)
+        # explicit zero states shaped from the input keep the batch size dynamic in ONNX
+        h0 = x.new_zeros(1, x.shape[0], self.hidden)
+        for layer, (fwd, bwd) in enumerate(zip(self.fwd, self.bwd)):
+            if layer > 0:
+                x = self.dropout(x)
+            y_f, _ = fwd(x, (h0, h0))
+            y_b, _ = bwd(torch.gather(x, 1, rev.expand(-1, -1, x.shape[2])), (h0, h0))
+            y_b = torch.gather(y_b, 1, rev.expand(-1, -1, self.hidden))
+            x = torch.cat([y_f, y_b], dim=2)  # (B, T, 2H)
+        return x * real[:, :, None].to(x.dtype), lengths
+
+
+def _from_stacked_lstm(state_dict, prefix, *args) -> None:
+    """Load checkpoints written when BiLSTM held one stacked nn.LSTM (`rnn.weight_ih_l0`,
+    `rnn.weight_ih_l0_reverse`, ...) into the per-layer, per-direction modules."""
+    pattern = re.compile(re.escape(prefix) + r"rnn\.((?:weight|bias)_(?:ih|hh))_l(\d+)(_reverse)?$")
+    for key in [k for k in state_dict if pattern.match(k)]:
+        name, layer, reverse = pattern.match(key).groups()
+        direction = "bwd" if reverse else "fwd"
+        state_dict[f"{prefix}{direction}.{layer}.{name}_l0"] = state_dict.pop(key)
 
 
 class CRNNEncoder(nn.Module):

@@ -45,6 +45,54 @@ def test_seed_report_init_shrinks_weights():
     # xavier(gain 0.1) bound for the 512->33 head is 0.1*sqrt(6/545) = 0.0105 vs PyTorch's
     # 1/sqrt(512) = 0.044; for the LSTM weights it is ~9x smaller than the default.
     assert report.head.weight.abs().max() < 0.3 * default.head.weight.abs().max()
-    lstm = "encoder.rnn.rnn.weight_hh_l0"
+    lstm = "encoder.rnn.fwd.0.weight_hh_l0"
     assert dict(report.named_parameters())[lstm].abs().max() < \
         0.15 * dict(default.named_parameters())[lstm].abs().max()
+
+
+def _stacked_twin(rnn) -> torch.nn.LSTM:
+    """The reference: one stacked bidirectional nn.LSTM holding BiLSTM's weights."""
+    layers = len(rnn.fwd)
+    ref = torch.nn.LSTM(rnn.fwd[0].input_size, rnn.hidden, num_layers=layers, batch_first=True,
+                        bidirectional=True).eval()
+    for k in range(layers):
+        for direction, suffix in ((rnn.fwd[k], ""), (rnn.bwd[k], "_reverse")):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(ref, f"{name}_l{k}{suffix}").data.copy_(getattr(direction, f"{name}_l0"))
+    return ref
+
+
+def test_bilstm_equals_packed_sequence_lstm_padding_included():
+    """BiLSTM runs on the padded batch (oneDNN kernel) yet computes exactly what a packed
+    bidirectional nn.LSTM computes, and zeroes padded frames as pad_packed_sequence does."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from asrlab.models.crnn import BiLSTM
+
+    torch.manual_seed(0)
+    rnn = BiLSTM(12, 16, layers=3, dropout=0.3).eval()
+    ref = _stacked_twin(rnn)
+    lengths = torch.tensor([37, 12, 25, 1])
+    x = torch.randn(4, 37, 12)
+    with torch.no_grad():
+        out, out_len = rnn(x, lengths)
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        want, _ = pad_packed_sequence(ref(packed)[0], batch_first=True, total_length=37)
+    assert torch.equal(out_len, lengths)
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-4)
+    assert out[1, 12:].abs().max() == 0
+
+
+def test_bilstm_loads_checkpoints_of_the_stacked_layout():
+    """Checkpoints written when BiLSTM held one stacked nn.LSTM (`rnn.weight_ih_l0_reverse`)
+    still load, into the same weights."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden=16, layers=2, conv_channels=4), 20, 7).eval()
+    ref = _stacked_twin(model.encoder.rnn)
+    old = {k: v for k, v in model.state_dict().items() if ".rnn." not in k}
+    old.update({f"encoder.rnn.rnn.{k}": v for k, v in ref.state_dict().items()})
+    fresh = build_model(ModelConfig(hidden=16, layers=2, conv_channels=4), 20, 7).eval()
+    fresh.load_state_dict(old)  # strict: every key must be mapped
+    x, lengths = torch.randn(2, 30, 20), torch.tensor([30, 17])
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x, lengths)[0], model(x, lengths)[0])

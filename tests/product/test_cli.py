@@ -14,16 +14,26 @@ def test_evaluate_and_transcribe_take_the_decoder_flags(tiny_run, digit_corpus, 
                                                         tmp_path, capsys):
     from asrlab.cli import main
 
-    out = tmp_path / "eval.json"
-    assert main(["evaluate", "--model", str(tiny_run), "--data", str(digit_corpus["val"]),
-                 "--out", str(out), "--beam", "8", "--lm", str(digit_lm), "--lm-weight", "0.8",
-                 "--word-score", "1"]) == 0
-    report = json.loads(out.read_text())
-    assert report["n"] == 6 and 0 <= report["wer"]
-    hyps = [json.loads(line)["hyp"] for line in out.with_suffix(".utterances.jsonl").open()]
     vocab = set(digit_lm.with_name("digits.unigrams.txt").read_text().split())
-    # with lm_weight > 0, pyctcdecode's unknown-word penalty keeps words in the LM's vocabulary
-    assert all(w in vocab for h in hyps for w in h.split()), hyps
+
+    def evaluate(name: str, *flags: str) -> tuple[dict, int]:
+        """The report and the number of hypothesis words outside the LM's vocabulary."""
+        out = tmp_path / f"{name}.json"
+        assert main(["evaluate", "--model", str(tiny_run), "--data", str(digit_corpus["val"]),
+                     "--out", str(out), *flags]) == 0
+        hyps = [json.loads(line)["hyp"] for line in out.with_suffix(".utterances.jsonl").open()]
+        return json.loads(out.read_text()), sum(w not in vocab for h in hyps for w in h.split())
+
+    report, oov = evaluate("lm", "--beam", "8", "--lm", str(digit_lm), "--lm-weight", "0.8",
+                           "--word-score", "1")
+    assert report["n"] == 6 and 0 <= report["wer"]
+    assert report["decoder"] == {"kind": "beam", "beam": 8, "lm": str(digit_lm), "lm_weight": 0.8,
+                                 "word_score": 1.0, "blank_penalty": 0.0}
+    greedy, greedy_oov = evaluate("greedy")
+    assert greedy["decoder"]["kind"] == "greedy"
+    # pyctcdecode's unknown-word penalty pulls words into the LM's vocabulary (a soft penalty,
+    # so this is "no more", not "none")
+    assert oov <= greedy_oov
     capsys.readouterr()
     wav = digit_corpus["val"].parent / "val_000.wav"
     assert main(["transcribe", "--model", str(tiny_run), "--json", "--beam", "4", str(wav)]) == 0
