@@ -1,4 +1,4 @@
-"""Features: log-mel filterbanks, global CMVN and SpecAugment.
+"""Features: log-mel filterbanks, optional per-utterance mean removal, global CMVN, SpecAugment.
 
 One code path for training, validation, test and inference: every waveform becomes features
 through `FeaturePipeline`, whose statistics are estimated once on the training set and stored in
@@ -59,7 +59,19 @@ class LogMel:
         frames = np.lib.stride_tricks.sliding_window_view(wave, self.win)[::self.hop]  # (T, win)
         frames = (frames - frames.mean(axis=1, keepdims=True)) * self.window
         power = np.abs(np.fft.rfft(frames, n=self.cfg.n_fft, axis=1)) ** 2  # (T, n_fft//2+1)
-        return np.log(np.maximum(power @ self.fbank, LOG_FLOOR)).astype(np.float32)
+        feats = np.log(np.maximum(power @ self.fbank, LOG_FLOOR)).astype(np.float32)
+        return subtract_utterance_mean(feats) if self.cfg.utterance_mean else feats
+
+
+SPEECH_RANGE = float(np.log(1e5))  # 50 dB: frames this close to the loudest set the mean
+
+
+def subtract_utterance_mean(feats: np.ndarray) -> np.ndarray:
+    """(T, F) log-mel minus its mean over the frames within 50 dB of the loudest one, so that
+    leading or trailing silence (digital zeros included) does not set the mean."""
+    energy = np.logaddexp.reduce(feats, axis=1)  # (T,) log frame energy
+    speech = energy >= energy.max() - SPEECH_RANGE
+    return feats - feats[speech].mean(axis=0)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ A run folder holds everything about one run:
     RUN/config.yaml      the resolved config
     RUN/check.json       the doctor's pre-training findings
     RUN/skipped.jsonl    every utterance not used, with the reason
+    RUN/data.json        per split: read, used, skipped (read = used + skipped), hours used
     RUN/metrics.jsonl    one JSON object per epoch
     RUN/findings.jsonl   the doctor's findings during training
     RUN/doctor_trace.jsonl  the doctor's observations (asrlab diagnose replays it)
@@ -43,7 +44,7 @@ from asrlab.config import Config
 from asrlab.data.dataset import Batch, SpeechDataset, collate, load_noises
 from asrlab.data.manifest import ManifestError, read_manifest
 from asrlab.data.sampler import BucketBatchSampler
-from asrlab.data.scan import ScanResult, scan_split, write_skipped
+from asrlab.data.scan import ScanResult, scan_split, write_counts, write_skipped
 from asrlab.data.text import normalize_utterances
 from asrlab.data.tokenizer import build_tokenizer
 from asrlab.decode.greedy import greedy_batch
@@ -319,7 +320,8 @@ def scan_data(cfg: Config, train_path, val_path, tokenizer=None, force: bool = F
                                     cfg.vocab_size)
     logmel = LogMel(cfg.features)
     tr = scan_split("train", train_utts, cfg.features.sample_rate, tokenizer, logmel,
-                    problems=train_bad)
+                    problems=train_bad,
+                    duration_bounds=(cfg.train.min_duration, cfg.train.max_duration))
     va = scan_split("val", val_utts, cfg.features.sample_rate, tokenizer, problems=val_bad)
     stats = tr.stats.stats() if tr.used else None
     return tr, va, tokenizer, stats
@@ -405,6 +407,7 @@ def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val
     if d.is_main:
         cfg.to_yaml(run_dir / "config.yaml")
         write_skipped(run_dir / "skipped.jsonl", [tr, va])
+        write_counts(run_dir / "data.json", [tr, va], cfg.features.sample_rate)
     require_usable(tr, va, train_path, val_path, run_dir)
     pipeline = FeaturePipeline(cfg.features, stats)
     precheck(run_dir, cfg, tr, va, tokenizer, pipeline, force, write=d.is_main)

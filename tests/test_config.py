@@ -20,6 +20,12 @@ def test_presets_validate_and_differ_where_the_report_says():
     assert PRESETS["seed-crnn"].train.optimizer == "adam"
 
 
+def test_duration_bounds_must_be_ordered():
+    with pytest.raises(ConfigError, match="min_duration .* below train.max_duration"):
+        Config().merged({"train": {"min_duration": 5, "max_duration": 2}}).validate()
+    Config().merged({"train": {"min_duration": 5, "max_duration": None}}).validate()
+
+
 def test_validator_lists_every_problem_with_a_fix():
     cfg = Config().merged({"model": {"name": "nope", "dropout": 1.5},
                            "train": {"schedule": "linear"}})

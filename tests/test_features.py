@@ -47,3 +47,24 @@ def test_spec_augment_masks_scale_with_length_and_leave_shape():
     assert out.shape == feats.shape and (out == 0).any()
     masked_rows = int((out == 0).all(axis=1).sum())
     assert masked_rows <= 2 * 50  # two masks of at most 10% of 500 frames
+
+
+def test_utterance_mean_removes_a_fixed_channel_and_ignores_silence():
+    """A fixed gain per mel bin (a microphone's colouring) adds a constant to the log-mel;
+    utterance_mean removes it, and digital silence around the speech does not move the mean."""
+    from dataclasses import replace
+
+    cfg = replace(FeatureConfig(), utterance_mean=True)
+    rng = np.random.default_rng(0)
+    speech = (rng.standard_normal(16000) * np.sin(np.linspace(0, 20, 16000)) ** 2).astype(np.float32)
+    coloured = np.convolve(speech, [1.0, 0.9], mode="same").astype(np.float32)  # a filter
+    plain, filtered = LogMel(FeatureConfig())(speech), LogMel(FeatureConfig())(coloured)
+    assert np.abs((filtered - plain).mean(0)).max() > 0.5  # the filter moves the plain features
+    a, b = LogMel(cfg)(speech), LogMel(cfg)(coloured)
+    assert np.abs(b.mean(0) - a.mean(0)).max() < 0.1
+    padded = np.concatenate([np.zeros(8000, np.float32), speech, np.zeros(8000, np.float32)])
+    c = LogMel(cfg)(padded)[50:-50]  # the speech frames of the padded utterance
+    assert np.abs(c.mean(0) - a.mean(0)).max() < 0.2  # only the edge frames differ
+    naive = LogMel(FeatureConfig())(padded)
+    naive = (naive - naive.mean(0))[50:-50]  # a plain mean, silence included
+    assert np.abs(naive.mean(0) - a.mean(0)).max() > 5

@@ -50,6 +50,16 @@ def audio_problem(wave: np.ndarray) -> str | None:
     return None
 
 
+def duration_problem(seconds: float, bounds: tuple[float, float | None]) -> str | None:
+    low, high = bounds
+    if seconds < low:
+        return f"audio is {seconds:.2f} s, shorter than train.min_duration ({low:g} s)"
+    if high is not None and seconds > high:
+        return (f"audio is {seconds:.1f} s, longer than train.max_duration ({high:g} s): "
+                "cut it into segments, or raise train.max_duration")
+    return None
+
+
 def problem_skipped(split: str, p: ManifestProblem) -> Skipped:
     return Skipped(split, f"{p.path.name}:{p.line}", f"{p.path}:{p.line}",
                    f"bad manifest line: {p.message}")
@@ -66,8 +76,10 @@ def native_rate(path: Path) -> int | None:
 
 def scan_split(split: str, utts: list[Utterance], sample_rate: int, tokenizer=None,
                logmel: LogMel | None = None, keep_waves: bool = True,
-               problems: list[ManifestProblem] = ()) -> ScanResult:
-    """Load each utterance; skip (with a reason) empty text, OOV text, and unusable audio.
+               problems: list[ManifestProblem] = (),
+               duration_bounds: tuple[float, float | None] = (0.0, None)) -> ScanResult:
+    """Load each utterance; skip (with a reason) empty text, OOV text, unusable audio, and audio
+    whose duration is outside `duration_bounds` (seconds; None: no upper bound).
     `problems` (bad manifest lines from read_manifest(strict=False)) count as read and skipped."""
     result = ScanResult(split, len(utts) + len(problems), [],
                         [problem_skipped(split, p) for p in problems])
@@ -83,7 +95,8 @@ def scan_split(split: str, utts: list[Utterance], sample_rate: int, tokenizer=No
         if reason is None:
             try:
                 wave = load_audio(u.audio_filepath, sample_rate, u.offset, u.span)
-                reason = audio_problem(wave)
+                reason = audio_problem(wave) or duration_problem(len(wave) / sample_rate,
+                                                                 duration_bounds)
             except AudioError as e:
                 reason = str(e)
         if reason is not None:
@@ -108,3 +121,15 @@ def write_skipped(path: str | Path, results: list[ScanResult]) -> Path:
             for s in r.skipped:
                 f.write(json.dumps(s.to_dict()) + "\n")
     return path
+
+
+def write_counts(path: str | Path, results: list[ScanResult], sample_rate: int) -> Path:
+    """Per split: items read, used and skipped (read = used + skipped) and hours used."""
+    counts = {r.split: {"read": r.read, "used": len(r.used), "skipped": len(r.skipped),
+                        "hours_used": round(sum(len(w) for w in r.waves.values())
+                                            / sample_rate / 3600, 4) if r.waves else None}
+              for r in results}
+    path = Path(path)
+    path.write_text(json.dumps(counts, indent=1) + "\n")
+    return path
+

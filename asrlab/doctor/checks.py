@@ -452,7 +452,8 @@ def check_manifests(train_path: str | Path, val_path: str | Path, config,
         return CheckReport(findings, {})
     tokenizer = build_tokenizer(config.tokenizer, texts, config.vocab_size)
     logmel = LogMel(config.features)
-    tr = scan_split("train", utts["train"], config.features.sample_rate, tokenizer, logmel)
+    tr = scan_split("train", utts["train"], config.features.sample_rate, tokenizer, logmel,
+                    duration_bounds=(config.train.min_duration, config.train.max_duration))
     va = scan_split("val", utts["val"], config.features.sample_rate, tokenizer)
     report = run_checks(tr, va, config, tokenizer, None, thresholds)
     report.findings = findings + report.findings

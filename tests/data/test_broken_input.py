@@ -205,6 +205,21 @@ def test_scan_fixes_unusual_audio_and_skips_unusable_with_reasons(tmp_path):
     assert result.sample_rates == {SR: 8 + 3 + 1, 8000: 1, 22050: 1, 44100: 1, 48000: 1}
 
 
+def test_scan_skips_audio_outside_the_duration_bounds_naming_the_setting(tmp_path):
+    lines = []
+    for seconds in (0.3, 1.2, 3.0):
+        sf.write(tmp_path / f"d{seconds}.wav", tone(seconds, SR), SR)
+        lines.append(row(f"d{seconds}.wav", "a cab", 1.0, id=f"d{seconds}"))  # duration key lies
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n")
+    utts, _ = read_manifest(tmp_path / "m.jsonl")
+    result = scan_split("train", utts, SR, duration_bounds=(0.5, 2.0))
+    assert [u.id for u in result.used] == ["d1.2"]
+    reasons = {s.id: s.reason for s in result.skipped}
+    assert "0.30 s, shorter than train.min_duration (0.5 s)" in reasons["d0.3"]
+    assert "3.0 s, longer than train.max_duration (2 s)" in reasons["d3.0"]
+    assert len(scan_split("train", utts, SR).used) == 3  # no bounds: all used
+
+
 def test_scan_skips_oov_transcripts_naming_the_characters(tmp_path):
     audio_manifest(tmp_path)
     utts, _ = read_manifest(val_manifest(tmp_path), strict=False)
@@ -351,6 +366,10 @@ def test_train_survives_broken_audio_and_transcripts(tmp_path):
     assert counts["train"] == (sum(v is None for v in expect.values()),
                                sum(v is not None for v in expect.values()))
     assert counts["val"] == (2, 1)
+    data = json.loads((run / "data.json").read_text())
+    for split, (used, skipped) in counts.items():
+        assert (data[split]["used"], data[split]["skipped"]) == (used, skipped)
+        assert data[split]["read"] == used + skipped
     assert {r["id"] for r in rows if r["split"] == "train"} == \
         {k for k, v in expect.items() if v is not None}
     assert all(r["reason"] and r["source"] for r in rows)
