@@ -3,7 +3,7 @@
 Both runs start together (one CPU thread each) so they see the same machine load, train for
 --minutes of wall time, then the best checkpoint of each is evaluated on the test split.
 
-    python bench/conformer_vs_default.py --corpus /tmp/synth_default --minutes 4
+    python bench/conformer_vs_default.py --corpus data/default --minutes 10
 
 Writes OUT/results.json and OUT/results.md and prints the markdown table.
 """

@@ -7,6 +7,12 @@ strings from its own speakers, so it learns word boundaries).
 
     python bench/fsdd.py --out /tmp/fsdd_bench --minutes 4 --threads 1
     python bench/fsdd.py --out /tmp/fsdd_bench --held-out george   # one speaker only
+    python bench/fsdd.py --out /tmp/fsdd_tts --tts 1500 --utterance-mean --speed-perturb
+
+`--tts N` adds N digit strings spoken by 64 synthetic voices (`asrlab synth --text`, espeak-ng)
+to every training set: three real speakers are too few to learn what does not depend on the
+speaker. `--utterance-mean` removes each utterance's mean log-mel (every FSDD speaker recorded on
+their own microphone), `--speed-perturb` turns the default 0.9/1.0/1.1 perturbation back on.
 
 Writes OUT/results.json and OUT/results.md (a markdown table), and prints the table.
 The corpus is made with `asrlab prepare fsdd RECORDINGS --out OUT/all.jsonl`; 8 kHz files are
@@ -133,6 +139,9 @@ def run_speaker(all_rows: list[dict], held_out: str, out: Path, args) -> Speaker
 
     folder = out / f"held_out_{held_out}"
     splits = make_splits(all_rows, held_out, folder, args.strings, args.seed)
+    if args.tts:
+        rows = read_rows(splits["train"]) + read_rows(tts_corpus(args.out, args.tts, args.seed))
+        splits["train"] = write_rows(folder / "train_with_tts.jsonl", rows)
     run = folder / "run"
     cmd = ["train", "--train", str(splits["train"]), "--val", str(splits["val"]), "--out",
            str(run), "--epochs", str(args.epochs), "--max-minutes", str(args.minutes),
@@ -141,7 +150,9 @@ def run_speaker(all_rows: list[dict], held_out: str, out: Path, args) -> Speaker
         cmd += ["--model", args.model]
     if args.tokenizer == "bpe":
         cmd += ["--tokenizer", "bpe", "--vocab-size", str(args.vocab_size)]
-    for item in FSDD_SETTINGS + (NARROWBAND if args.narrowband else []) + list(args.set):
+    extra = (["features.utterance_mean=true"] if args.utterance_mean else []) + \
+        (["augment.speed_perturb=[0.9,1.0,1.1]"] if args.speed_perturb else [])
+    for item in FSDD_SETTINGS + (NARROWBAND if args.narrowband else []) + extra + list(args.set):
         cmd += ["--set", item]
     print("asrlab " + " ".join(cmd), flush=True)
     t0 = time.time()
@@ -163,6 +174,30 @@ def run_speaker(all_rows: list[dict], held_out: str, out: Path, args) -> Speaker
         result.single_wer_lm = checked(evaluate(run, splits["test_single"], None, lm_args)).wer
         result.strings_wer_lm = checked(evaluate(run, splits["test_strings"], None, lm_args)).wer
     return result
+
+
+def tts_corpus(out: Path, n: int, seed: int) -> Path:
+    """N distinct strings of 2-5 digit words spoken by 64 espeak-ng voices (made once, reused
+    by every held-out speaker's run); returns its train manifest (absolute paths)."""
+    from asrlab.data.synth import synthesize_corpus
+
+    folder = out / f"tts_{n}_seed{seed}"
+    manifest = folder / "train_abs.jsonl"
+    if manifest.is_file():
+        return manifest
+    rng = np.random.default_rng(seed)
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    texts: set[str] = set()
+    while len(texts) < n:
+        texts.add(" ".join(words[d] for d in rng.integers(10, size=int(rng.integers(2, 6)))))
+    out.mkdir(parents=True, exist_ok=True)
+    text_file = out / f"tts_{n}_seed{seed}.txt"
+    text_file.write_text("".join(t + "\n" for t in sorted(texts)))
+    made = synthesize_corpus(folder, n_train=n, n_val=0, n_test=0, seed=seed,
+                             text_file=text_file, progress=False)
+    rows = [{**r, "audio_filepath": str((folder / r["audio_filepath"]).resolve())}
+            for r in read_rows(made["train"])]
+    return write_rows(manifest, rows)
 
 
 def checked(report):
@@ -234,13 +269,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--strings", type=int, default=600, help="joined digit strings for training")
     p.add_argument("--model", help="model name (default: the default config's)")
     p.add_argument("--tokenizer", choices=["char", "bpe"], default="char",
-                   help="bpe (default): digit words become single tokens, which CTC learns in far "
-                        "fewer updates than 4-6 characters each")
+                   help="bpe: digit words become single tokens, which CTC learns in fewer "
+                        "updates than 4-6 characters each")
     p.add_argument("--vocab-size", type=int, default=40)
     p.add_argument("--wideband", dest="narrowband", action="store_false",
                    help="default 16 kHz / 80-bin features instead of 8 kHz / 40 bins")
     p.add_argument("--no-lm", dest="lm", action="store_false",
                    help="skip the extra beam + digit bigram LM evaluation")
+    p.add_argument("--tts", type=int, default=0, metavar="N",
+                   help="add N synthetic digit strings (64 espeak-ng voices) to training")
+    p.add_argument("--utterance-mean", action="store_true",
+                   help="features.utterance_mean: remove each utterance's mean log-mel")
+    p.add_argument("--speed-perturb", action="store_true",
+                   help="speed perturbation 0.9/1.0/1.1 (off in the bench's settings)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="extra config overrides passed to asrlab train (after the bench's own)")
