@@ -29,8 +29,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-KINDS = ("missing", "not_audio", "zero_bytes", "empty_audio", "silent", "nan", "empty_text",
-         "too_long", "not_json", "wrong_type")
+# kind -> what its reason in skipped.jsonl must say
+KINDS = {"missing": "file not found", "not_audio": "cannot be read as audio",
+         "zero_bytes": "cannot be read as audio", "empty_audio": "empty audio",
+         "silent": "silence", "nan": "NaN", "empty_text": "empty transcript",
+         "too_long": "longer than train.max_duration", "not_json": "not valid JSON",
+         "wrong_type": "duration must be"}
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -74,23 +78,23 @@ def broken_line(kind: str, row: dict, folder: Path) -> str:
 
 def make_manifests(data: Path, out: Path, fraction: float, seed: int):
     """clean.jsonl (90%), mixed.jsonl (the same lines + broken ones in place of the other
-    10%); returns their paths and, for the mixed manifest, the expected skipped ids: an
+    10%); returns their paths and, for the mixed manifest, {expected skipped id: kind}: an
     utterance id, or "mixed.jsonl:LINE" for a line that is not a valid record."""
     rows = [absolute(r, data) for r in read_rows(data / "train.jsonl")]
     rng = np.random.default_rng(seed)
     broken = set(rng.choice(len(rows), size=round(fraction * len(rows)), replace=False).tolist())
-    audio = out / "broken_audio"
+    audio = (out / "broken_audio").resolve()  # absolute: the manifest lives elsewhere
     audio.mkdir(parents=True, exist_ok=True)
-    clean, mixed, expected = [], [], set()
+    clean, mixed, expected = [], [], {}
     for i, row in enumerate(rows):
         if i not in broken:
             clean.append(json.dumps(row))
             mixed.append(json.dumps(row))
             continue
-        kind = KINDS[len(expected) % len(KINDS)]
+        kind = list(KINDS)[len(expected) % len(KINDS)]
         mixed.append(broken_line(kind, row, audio))
-        expected.add(f"mixed.jsonl:{len(mixed)}" if kind in ("not_json", "wrong_type")
-                     else row["id"])
+        expected[f"mixed.jsonl:{len(mixed)}" if kind in ("not_json", "wrong_type")
+                 else row["id"]] = kind
     paths = out / "clean.jsonl", out / "mixed.jsonl"
     for path, lines in zip(paths, (clean, mixed)):
         path.write_text("\n".join(lines) + "\n")
@@ -113,8 +117,8 @@ def train_and_test(manifest: Path, data: Path, run: Path, args) -> dict:
     return {"val_cer": min(m["val_cer"] for m in metrics), "test_cer": report["cer"],
             "test_wer": report["wer"], "epochs": len(metrics),
             "data": json.loads((run / "data.json").read_text())["train"],
-            "skipped_ids": sorted(r["id"] for r in read_rows(run / "skipped.jsonl")
-                                  if r["split"] == "train")}
+            "skipped": {r["id"]: r["reason"] for r in read_rows(run / "skipped.jsonl")
+                        if r["split"] == "train"}}
 
 
 def main() -> None:
@@ -131,17 +135,23 @@ def main() -> None:
                                                      args.fraction, args.seed)
     runs = {name: train_and_test(path, args.data.resolve(), args.out / name, args)
             for name, path in (("clean", clean), ("mixed", mixed))}
-    listed = set(runs["mixed"]["skipped_ids"])
-    checks = {"every broken item listed": listed == expected,
-              "nothing else listed": listed <= expected,
+    listed = set(runs["mixed"]["skipped"])
+    reasons = {}  # kind -> the reason given for its first item
+    for item, kind in expected.items():
+        reasons.setdefault(kind, runs["mixed"]["skipped"].get(item))
+    checks = {"every broken item listed": listed == set(expected),
+              "nothing else listed": listed <= set(expected),
+              "each skipped for its own reason": all(
+                  KINDS[kind] in runs["mixed"]["skipped"].get(item, "")
+                  for item, kind in expected.items()),
               "clean run skipped nothing": runs["clean"]["data"]["skipped"] == 0,
               "read = used + skipped": all(r["data"]["read"] == r["data"]["used"]
                                            + r["data"]["skipped"] for r in runs.values()),
               "same utterances used": runs["clean"]["data"]["used"]
               == runs["mixed"]["data"]["used"]}
-    result = {"lines": total, "broken": len(expected), "kinds": KINDS, "runs": runs,
-              "checks": checks, "missing_from_skipped": sorted(expected - listed),
-              "unexpected_in_skipped": sorted(listed - expected)}
+    result = {"lines": total, "broken": len(expected), "reasons": reasons, "runs": runs,
+              "checks": checks, "missing_from_skipped": sorted(set(expected) - listed),
+              "unexpected_in_skipped": sorted(listed - set(expected))}
     (args.out / "results.json").write_text(json.dumps(result, indent=1))
     table = ["| run | train lines | used | skipped | best val CER | test CER | test WER |",
              "|---|---|---|---|---|---|---|"]
@@ -149,6 +159,8 @@ def main() -> None:
         d = r["data"]
         table.append(f"| {name} | {d['read']} | {d['used']} | {d['skipped']} | "
                      f"{r['val_cer']:.3f} | {r['test_cer']:.3f} | {r['test_wer']:.3f} |")
+    table += ["", "| broken kind | reason in skipped.jsonl (first item) |", "|---|---|"]
+    table += [f"| {kind} | {reason} |" for kind, reason in reasons.items()]
     table += ["", "checks: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items())]
     (args.out / "results.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))
