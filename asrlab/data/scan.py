@@ -132,4 +132,3 @@ def write_counts(path: str | Path, results: list[ScanResult], sample_rate: int) 
     path = Path(path)
     path.write_text(json.dumps(counts, indent=1) + "\n")
     return path
-
