@@ -49,6 +49,10 @@ class AugmentConfig:
     noise_dir: str | None = None  # folder of noise WAVs; None: generated noise
     noise_prob: float = 0.0
     noise_snr_db: tuple[float, float] = (10.0, 30.0)
+    # Vocal-tract-length perturbation (Jaitly & Hinton 2013): each utterance's mel filters are
+    # placed on a frequency axis scaled by a factor drawn from [low, high], so that one speaker
+    # sounds like speakers with longer or shorter vocal tracts. (1.0, 1.0) is off.
+    vtlp: tuple[float, float] = (1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,10 @@ class Config:
             problems.append("augment.noise_snr_db must be [low, high] with low <= high")
         if any(s <= 0 for s in self.augment.speed_perturb):
             problems.append("augment.speed_perturb factors must be positive, e.g. [0.9, 1.0, 1.1]")
+        low, high = self.augment.vtlp
+        if not 0.5 <= low <= high <= 2.0:
+            problems.append(f"augment.vtlp must be [low, high] with 0.5 <= low <= high <= 2.0, "
+                            f"got [{low}, {high}]: e.g. [0.9, 1.1], or [1.0, 1.0] for off")
         if problems:
             raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
         return self

@@ -1,4 +1,5 @@
-"""Features: log-mel filterbanks, optional per-utterance mean removal, global CMVN, SpecAugment.
+"""Features: log-mel filterbanks, optional per-utterance mean removal, global CMVN, SpecAugment,
+and vocal-tract-length perturbation (warped filterbanks, training only).
 
 One code path for training, validation, test and inference: every waveform becomes features
 through `FeaturePipeline`, whose statistics are estimated once on the training set and stored in
@@ -27,12 +28,28 @@ def mel_to_hz(mel):
     return 700.0 * (10.0 ** (np.asarray(mel) / 2595.0) - 1.0)
 
 
-def mel_filterbank(cfg: FeatureConfig) -> np.ndarray:
-    """(n_fft//2+1, n_mels) triangular HTK-mel filters."""
+def warp_freq(hz: np.ndarray, factor: float, fmin: float, fmax: float) -> np.ndarray:
+    """Kaldi's piecewise-linear VTLN warp (feat/mel-computations.cc, VtlnWarpFreq): frequencies
+    between the cutoffs are divided by `factor`; below and above them straight lines keep fmin
+    and fmax fixed, so the warped filters still cover exactly [fmin, fmax]."""
+    if factor == 1.0:
+        return hz
+    low = max(fmin, 100.0) * max(1.0, factor)  # Kaldi: vtln-low 100 Hz
+    high = (fmax - 0.1 * (fmax - fmin)) * min(1.0, factor)  # Kaldi: vtln-high nyquist - 500
+    scale = 1.0 / factor
+    left = fmin + (scale * low - fmin) / max(low - fmin, 1e-6) * (hz - fmin)
+    right = fmax + (fmax - scale * high) / (fmax - high) * (hz - fmax)
+    return np.where(hz < low, left, np.where(hz < high, scale * hz, right))
+
+
+def mel_filterbank(cfg: FeatureConfig, warp: float = 1.0) -> np.ndarray:
+    """(n_fft//2+1, n_mels) triangular HTK-mel filters; `warp` != 1 moves their edges by
+    warp_freq, as if the speaker's formants were `warp` times higher (a vocal tract about
+    1/warp times as long)."""
     n_bins = cfg.n_fft // 2 + 1
     freqs = np.linspace(0, cfg.sample_rate / 2, n_bins)
     mel_pts = np.linspace(hz_to_mel(cfg.fmin), hz_to_mel(cfg.fmax), cfg.n_mels + 2)
-    hz_pts = mel_to_hz(mel_pts)
+    hz_pts = warp_freq(mel_to_hz(mel_pts), warp, cfg.fmin, cfg.fmax)
     lower, center, upper = hz_pts[:-2, None], hz_pts[1:-1, None], hz_pts[2:, None]
     up = (freqs[None, :] - lower) / (center - lower)
     down = (upper - freqs[None, :]) / (upper - center)
@@ -48,18 +65,27 @@ class LogMel:
         self.hop = int(round(cfg.sample_rate * cfg.hop_ms / 1000))
         self.window = np.hanning(self.win + 1)[:-1].astype(np.float32)  # periodic Hann
         self.fbank = mel_filterbank(cfg)
+        self.warped: dict[float, np.ndarray] = {}  # VTLP filterbanks, by factor
 
     def num_frames(self, num_samples: int) -> int:
         return 0 if num_samples < self.win else 1 + (num_samples - self.win) // self.hop
 
-    def __call__(self, wave: np.ndarray) -> np.ndarray:
+    def filterbank(self, warp: float) -> np.ndarray:
+        if warp == 1.0:
+            return self.fbank
+        if warp not in self.warped:
+            self.warped[warp] = mel_filterbank(self.cfg, warp)
+        return self.warped[warp]
+
+    def __call__(self, wave: np.ndarray, warp: float = 1.0) -> np.ndarray:
+        """`warp`: VTLP factor, for training only (see AugmentConfig.vtlp)."""
         wave = np.asarray(wave, dtype=np.float32)
         if wave.shape[0] < self.win:  # shorter than one window: pad to one frame
             wave = np.pad(wave, (0, self.win - wave.shape[0]))
         frames = np.lib.stride_tricks.sliding_window_view(wave, self.win)[::self.hop]  # (T, win)
         frames = (frames - frames.mean(axis=1, keepdims=True)) * self.window
         power = np.abs(np.fft.rfft(frames, n=self.cfg.n_fft, axis=1)) ** 2  # (T, n_fft//2+1)
-        feats = np.log(np.maximum(power @ self.fbank, LOG_FLOOR)).astype(np.float32)
+        feats = np.log(np.maximum(power @ self.filterbank(warp), LOG_FLOOR)).astype(np.float32)
         return subtract_utterance_mean(feats) if self.cfg.utterance_mean else feats
 
 
@@ -119,8 +145,8 @@ class FeaturePipeline:
         self.logmel = LogMel(cfg)
         self.stats = stats
 
-    def raw(self, wave: np.ndarray) -> np.ndarray:
-        return self.logmel(wave)
+    def raw(self, wave: np.ndarray, warp: float = 1.0) -> np.ndarray:
+        return self.logmel(wave, warp)
 
     def normalize(self, feats: np.ndarray) -> np.ndarray:
         if self.stats is None:
@@ -128,8 +154,8 @@ class FeaturePipeline:
                                "set (asrlab.features.estimate_stats) or load a checkpoint")
         return ((feats - self.stats.mean) / self.stats.std).astype(np.float32)
 
-    def __call__(self, wave: np.ndarray) -> np.ndarray:
-        return self.normalize(self.raw(wave))
+    def __call__(self, wave: np.ndarray, warp: float = 1.0) -> np.ndarray:
+        return self.normalize(self.raw(wave, warp))
 
 
 def estimate_stats(waves, cfg: FeatureConfig) -> FeatureStats:
@@ -138,6 +164,13 @@ def estimate_stats(waves, cfg: FeatureConfig) -> FeatureStats:
     for wave in waves:
         acc.add(logmel(wave))
     return acc.stats()
+
+
+def vtlp_factor(cfg: AugmentConfig, rng: np.random.Generator) -> float:
+    """A warp factor drawn uniformly from cfg.vtlp, rounded to 0.01 (so at most a few dozen
+    filterbanks are ever built); 1.0 when VTLP is off."""
+    low, high = cfg.vtlp
+    return 1.0 if low == high == 1.0 else round(float(rng.uniform(low, high)), 2)
 
 
 def spec_augment(feats: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:

@@ -36,6 +36,14 @@ def test_validator_lists_every_problem_with_a_fix():
     assert "dropout" in msg and "schedule" in msg
 
 
+def test_vtlp_range_is_checked_and_says_how_to_turn_it_off():
+    assert Config().augment.vtlp == (1.0, 1.0)  # off by default
+    Config().merged({"augment": {"vtlp": [0.9, 1.1]}}).validate()
+    for bad in ([1.1, 0.9], [0.2, 1.0]):
+        with pytest.raises(ConfigError, match=r"augment.vtlp.*\[1.0, 1.0\] for off"):
+            Config().merged({"augment": {"vtlp": bad}}).validate()
+
+
 def test_unknown_key_is_rejected_by_name():
     with pytest.raises(ConfigError, match="lrr"):
         Config.from_dict({"train": {"lrr": 1}})

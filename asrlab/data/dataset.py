@@ -17,7 +17,7 @@ import torch
 from asrlab.audio import AudioError, load_audio, speed_perturb
 from asrlab.config import AugmentConfig
 from asrlab.data.manifest import Utterance
-from asrlab.features import FeaturePipeline, spec_augment
+from asrlab.features import FeaturePipeline, spec_augment, vtlp_factor
 
 
 @dataclass
@@ -147,7 +147,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         if aug.noise_prob > 0 and rng.random() < aug.noise_prob:
             snr_db = float(rng.uniform(*aug.noise_snr_db))
             wave = add_noise(wave, self.noise(len(wave), rng), snr_db)
-        return spec_augment(self.pipeline(wave), aug, rng)
+        return spec_augment(self.pipeline(wave, vtlp_factor(aug, rng)), aug, rng)
 
     def noise(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """A noise file from a random start (add_noise tiles it), or generated white/pink."""

@@ -1,4 +1,5 @@
-"""Augmentation: SpecAugment, speed perturbation, additive noise; all of it off at evaluation.
+"""Augmentation: SpecAugment, speed perturbation, additive noise, vocal-tract-length perturbation;
+all of it off at evaluation.
 
 Tests marked `needs_noise_patch` cover generated (white/pink) and folder noise, which need the
 dataset.py/train.py patch from the data engineer's report (strict xfail until applied).
@@ -14,7 +15,7 @@ from asrlab.data import dataset as ds_module
 from asrlab.data.dataset import SpeechDataset, add_noise
 from asrlab.data.manifest import Utterance
 from asrlab.data.tokenizer import CharTokenizer
-from asrlab.features import FeaturePipeline, estimate_stats, spec_augment
+from asrlab.features import FeaturePipeline, LogMel, estimate_stats, spec_augment, warp_freq
 
 SR = 16000
 needs_noise_patch = pytest.mark.xfail(not hasattr(ds_module, "generated_noise"), strict=True,
@@ -94,6 +95,27 @@ def test_speed_perturbation_changes_length_and_pitch_by_the_factor(factor):
     assert out.dtype == np.float32
 
 
+# ---- vocal-tract-length perturbation -----------------------------------------------------
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_vtlp_warp_scales_the_middle_and_keeps_the_band_edges(factor):
+    hz = np.linspace(20, 7600, 400)
+    warped = warp_freq(hz, factor, 20, 7600)
+    assert warped[0] == pytest.approx(20) and warped[-1] == pytest.approx(7600)
+    assert np.all(np.diff(warped) > 0)  # monotonic: filters keep their order
+    middle = (hz > 200) & (hz < 5000)
+    np.testing.assert_allclose(warped[middle], hz[middle] / factor, rtol=1e-9)
+    np.testing.assert_array_equal(warp_freq(hz, 1.0, 20, 7600), hz)
+
+
+def test_vtlp_moves_a_formant_to_higher_bins_for_factors_above_one():
+    """factor > 1 places the filters lower, so a fixed tone lands in a higher bin, as the
+    formants of a speaker with a shorter vocal tract would."""
+    logmel = LogMel(FeatureConfig())
+    peak = {f: int(logmel(tone(0.5, 1500.0), warp=f).mean(0).argmax()) for f in (0.85, 1.0, 1.15)}
+    assert peak[0.85] < peak[1.0] < peak[1.15], peak
+
+
 # ---- additive noise ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("snr_db", [0.0, 10.0, 25.0])
@@ -140,19 +162,36 @@ def test_evaluation_dataset_is_deterministic_and_unaugmented(utts):
         np.testing.assert_array_equal(first, pipeline(wave))  # exactly the plain features
 
 
+def by_epoch(ds, i: int, epochs: int) -> list[np.ndarray]:
+    """Utterance i's training features in each of the first `epochs` epochs."""
+    out = []
+    for epoch in range(epochs):
+        ds.set_epoch(epoch)
+        out.append(ds[i].feats)
+    return out
+
+
 def test_training_dataset_augments_differently_per_epoch_but_reproducibly(utts):
     aug = AugmentConfig(speed_perturb=(0.9, 1.1), freq_masks=2, time_masks=2)
     ds, pipeline = make_dataset(utts, aug)
     plain = pipeline(sf.read(utts[1].audio_filepath, dtype="float32")[0])
-    by_epoch = []
-    for epoch in range(4):
-        ds.set_epoch(epoch)
-        by_epoch.append(ds[1].feats)
-    assert all(f.shape != plain.shape or not np.array_equal(f, plain) for f in by_epoch)
-    assert len({f.shape[0] for f in by_epoch}) > 1 or \
-        not all(np.array_equal(by_epoch[0], f) for f in by_epoch[1:])
+    feats = by_epoch(ds, 1, 4)
+    assert all(f.shape != plain.shape or not np.array_equal(f, plain) for f in feats)
+    assert len({f.shape[0] for f in feats}) > 1 or \
+        not all(np.array_equal(feats[0], f) for f in feats[1:])
     ds.set_epoch(2)
-    np.testing.assert_array_equal(ds[1].feats, by_epoch[2])  # same (seed, epoch, i): same
+    np.testing.assert_array_equal(ds[1].feats, feats[2])  # same (seed, epoch, i): same
+
+
+def test_vtlp_in_training_changes_spectra_not_lengths(utts):
+    aug = AugmentConfig(speed_perturb=(1.0,), freq_masks=0, time_masks=0, vtlp=(0.85, 1.15))
+    ds, pipeline = make_dataset(utts, aug)
+    plain = pipeline(sf.read(utts[1].audio_filepath, dtype="float32")[0])
+    feats = by_epoch(ds, 1, 3)
+    assert all(f.shape == plain.shape and not np.allclose(f, plain) for f in feats)
+    assert not np.array_equal(feats[0], feats[1])
+    ds.set_epoch(1)
+    np.testing.assert_array_equal(ds[1].feats, feats[1])  # reproducible per (seed, epoch)
 
 
 def test_noise_prob_zero_adds_no_noise(utts):
@@ -188,7 +227,8 @@ class WaveAsFeatures:
     exactly what the dataset mixed."""
     cfg = FeatureConfig()
 
-    def __call__(self, wave):
+    def __call__(self, wave, warp=1.0):
+        assert warp == 1.0  # these tests leave VTLP off
         return np.asarray(wave, np.float32)[:, None]
 
 
