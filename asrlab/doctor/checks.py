@@ -283,7 +283,8 @@ def length_findings(scans: list[ScanResult], config, tokenizer, th: DataThreshol
                  "needed": {utts[i].id: int(need[i]) for i in order[:MAX_IDS]}},
                 "fix the transcripts (are they paired with the right audio?) or drop these "
                 "lines; if many are affected, use a model with less time subsampling "
-                "(--model seed-crnn) or character instead of BPE units"))
+                "(--model crnn-sub2, or seed-crnn) or BPE units, which need fewer frames than "
+                "characters (--tokenizer bpe)"))
         if scan.split == "train" and fastest > 1.0:
             fast = output_frames(config, (samples / fastest).astype(int), tokenizer.vocab_size)
             tight = np.nonzero((fast < need) & (frames >= need))[0]

@@ -1,6 +1,6 @@
 """Model registry: name -> encoder factory `(n_mels, ModelConfig) -> encoder`."""
 
-from asrlab.models.crnn import crnn_sub4, seed_crnn
+from asrlab.models.crnn import crnn_sub2, crnn_sub4, seed_crnn
 
 
 def _conformer(n_mels, cfg):
@@ -11,6 +11,7 @@ def _conformer(n_mels, cfg):
 
 MODELS = {
     "crnn-sub4": crnn_sub4,
+    "crnn-sub2": crnn_sub2,
     "seed-crnn": seed_crnn,
     "conformer": _conformer,
 }

@@ -133,6 +133,14 @@ def seed_crnn(n_mels: int, cfg) -> CRNNEncoder:
                        time_strides=(1, 1), freq_strides=(2, 2), project=False, batch_norm=False)
 
 
+def crnn_sub2(n_mels: int, cfg) -> CRNNEncoder:
+    """crnn-sub4 with 2x time subsampling (50 frames/s): twice the recurrent cost, for words
+    spoken faster than 25 characters a second (short, tightly trimmed clips; CTC needs a frame
+    per character, and one more between repeats)."""
+    return CRNNEncoder(n_mels, cfg.conv_channels, cfg.hidden, cfg.layers, cfg.dropout,
+                       time_strides=(2, 1), freq_strides=(2, 2), project=True)
+
+
 def crnn_sub4(n_mels: int, cfg) -> CRNNEncoder:
     """Default: 4x time subsampling in the conv front end, then a BiLSTM at 25 frames/s.
     Subsampling first makes the recurrent layers 4x cheaper, which is what a CPU needs."""

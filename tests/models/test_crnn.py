@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -5,10 +7,11 @@ from asrlab.config import ModelConfig, preset
 from asrlab.models import build_model
 
 
-@pytest.mark.parametrize("name", ["crnn-sub4", "seed-crnn"])
+@pytest.mark.parametrize("name", ["crnn-sub4", "crnn-sub2", "seed-crnn"])
 def test_padding_invariance_batched_equals_one_by_one(name):
     torch.manual_seed(0)
     cfg = preset("seed-crnn" if name == "seed-crnn" else "default").model
+    cfg = replace(cfg, name=name)
     model = build_model(cfg, 80, 30).eval()
     lengths = torch.tensor([173, 64, 120])
     feats = [torch.randn(int(n), 80) for n in lengths]
@@ -30,6 +33,15 @@ def test_output_lengths_match_forward():
         _, out = model(torch.randn(4, 401, 80), lengths)
     assert torch.equal(out, model.output_lengths(lengths))
     assert out.tolist() == [101, 100, 2, 1]
+
+
+def test_crnn_sub2_keeps_twice_the_frames_of_crnn_sub4():
+    lengths = torch.tensor([401, 400, 7, 1])
+    sub2 = build_model(ModelConfig(name="crnn-sub2"), 80, 10).eval()
+    with torch.no_grad():
+        _, out = sub2(torch.randn(4, 401, 80), lengths)
+    assert torch.equal(out, sub2.output_lengths(lengths))
+    assert out.tolist() == [201, 200, 4, 1]
 
 
 def test_log_softmax_over_vocabulary():
