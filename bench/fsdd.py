@@ -8,15 +8,22 @@ strings from its own speakers, so it learns word boundaries).
     python bench/fsdd.py --out /tmp/fsdd_bench --minutes 4 --threads 1
     python bench/fsdd.py --out /tmp/fsdd_bench --held-out george   # one speaker only
     python bench/fsdd.py --out /tmp/fsdd_tts --tts 1500 --utterance-mean --speed-perturb
+    python bench/fsdd.py --out /tmp/fsdd_noise --tts 1500 --utterance-mean --speed-perturb \
+        --set augment.noise_prob=0.5 --set augment.noise_snr_db=[5,25]   # docs/benchmarks.md
 
 `--tts N` adds N digit strings spoken by 64 synthetic voices (`asrlab synth --text`, espeak-ng)
 to every training set: three real speakers are too few to learn what does not depend on the
-speaker. `--utterance-mean` removes each utterance's mean log-mel (every FSDD speaker recorded on
-their own microphone), `--speed-perturb` turns the default 0.9/1.0/1.1 perturbation back on.
+speaker. `--tts-flite M` adds M more from flite's and festival's voices. `--utterance-mean`
+removes each utterance's mean log-mel (every FSDD speaker recorded on their own microphone),
+`--speed-perturb` turns the default 0.9/1.0/1.1 perturbation back on,
+`--vtlp LOW,HIGH` warps each training utterance's frequency axis (augment.vtlp) so that three
+speakers sound like many vocal-tract lengths. Noise augmentation (`--set augment.noise_prob=0.5`)
+matters most: every FSDD speaker recorded over a different noise floor (the "dynamic range"
+column). bench/fsdd_reference.py scores the same held-out files with PocketSphinx.
 
 Writes OUT/results.json and OUT/results.md (a markdown table), and prints the table.
-The corpus is made with `asrlab prepare fsdd RECORDINGS --out OUT/all.jsonl`; 8 kHz files are
-resampled to 16 kHz by asrlab.audio on load.
+The corpus is made with `asrlab prepare fsdd RECORDINGS --out OUT/all.jsonl`; asrlab.audio reads
+the files at the features' rate: FSDD's own 8 kHz by default, 16 kHz with --wideband.
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ class SpeakerResult:
     updates: int
     audio_s_per_s: float  # training throughput: how much CPU this run really got
     train_minutes: float
+    dynamic_range_db: float | None = None  # held-out recordings: loudest frame over noise floor
     single_wer_lm: float | None = None  # beam search + digit bigram LM
     single_wer_padded: float | None = None  # greedy, the same files with 0.2 s silence each side
     strings_wer_lm: float | None = None
@@ -139,8 +147,13 @@ def run_speaker(all_rows: list[dict], held_out: str, out: Path, args) -> Speaker
 
     folder = out / f"held_out_{held_out}"
     splits = make_splits(all_rows, held_out, folder, args.strings, args.seed)
-    if args.tts:
-        rows = read_rows(splits["train"]) + read_rows(tts_corpus(args.out, args.tts, args.seed))
+    if args.tts or args.tts_flite:
+        rows = read_rows(splits["train"])
+        if args.tts:
+            rows += read_rows(tts_corpus(args.out, args.tts, args.seed))
+        if args.tts_flite:  # other strings (seed + 1) than the espeak corpus's
+            rows += read_rows(tts_corpus(args.out, args.tts_flite, args.seed + 1,
+                                         ("flite", "festival")))
         splits["train"] = write_rows(folder / "train_with_tts.jsonl", rows)
     run = folder / "run"
     cmd = ["train", "--train", str(splits["train"]), "--val", str(splits["val"]), "--out",
@@ -151,7 +164,8 @@ def run_speaker(all_rows: list[dict], held_out: str, out: Path, args) -> Speaker
     if args.tokenizer == "bpe":
         cmd += ["--tokenizer", "bpe", "--vocab-size", str(args.vocab_size)]
     extra = (["features.utterance_mean=true"] if args.utterance_mean else []) + \
-        (["augment.speed_perturb=[0.9,1.0,1.1]"] if args.speed_perturb else [])
+        (["augment.speed_perturb=[0.9,1.0,1.1]"] if args.speed_perturb else []) + \
+        ([f"augment.vtlp=[{args.vtlp}]"] if args.vtlp else [])
     for item in FSDD_SETTINGS + (NARROWBAND if args.narrowband else []) + extra + list(args.set):
         cmd += ["--set", item]
     print("asrlab " + " ".join(cmd), flush=True)
@@ -166,6 +180,7 @@ def run_speaker(all_rows: list[dict], held_out: str, out: Path, args) -> Speaker
                            min(m["val_cer"] for m in metrics), len(metrics), metrics[-1]["step"],
                            round(float(np.mean([m["audio_seconds_per_s"] for m in metrics])), 1),
                            round(minutes, 2))
+    result.dynamic_range_db = dynamic_range_db(read_rows(splits["test_single"]))
     padded = write_rows(folder / "test_single_padded.jsonl",
                         padded_copies(read_rows(splits["test_single"]), folder / "padded"))
     result.single_wer_padded = checked(evaluate(run, padded, None)).wer
@@ -176,12 +191,13 @@ def run_speaker(all_rows: list[dict], held_out: str, out: Path, args) -> Speaker
     return result
 
 
-def tts_corpus(out: Path, n: int, seed: int) -> Path:
-    """N distinct strings of 2-5 digit words spoken by 64 espeak-ng voices (made once, reused
-    by every held-out speaker's run); returns its train manifest (absolute paths)."""
+def tts_corpus(out: Path, n: int, seed: int, engines: tuple[str, ...] = ("espeak",)) -> Path:
+    """N distinct strings of 2-5 digit words spoken by 64 synthetic voices of `engines` (made
+    once, reused by every held-out speaker's run); returns its train manifest (absolute paths)."""
     from asrlab.data.synth import synthesize_corpus
 
-    folder = out / f"tts_{n}_seed{seed}"
+    name = f"tts_{n}_seed{seed}" + ("" if engines == ("espeak",) else "_" + "+".join(engines))
+    folder = out / name
     manifest = folder / "train_abs.jsonl"
     if manifest.is_file():
         return manifest
@@ -191,10 +207,10 @@ def tts_corpus(out: Path, n: int, seed: int) -> Path:
     while len(texts) < n:
         texts.add(" ".join(words[d] for d in rng.integers(10, size=int(rng.integers(2, 6)))))
     out.mkdir(parents=True, exist_ok=True)
-    text_file = out / f"tts_{n}_seed{seed}.txt"
+    text_file = out / f"{name}.txt"
     text_file.write_text("".join(t + "\n" for t in sorted(texts)))
     made = synthesize_corpus(folder, n_train=n, n_val=0, n_test=0, seed=seed,
-                             text_file=text_file, progress=False)
+                             text_file=text_file, engines=engines, progress=False)
     rows = [{**r, "audio_filepath": str((folder / r["audio_filepath"]).resolve())}
             for r in read_rows(made["train"])]
     return write_rows(manifest, rows)
@@ -206,6 +222,21 @@ def checked(report):
         raise RuntimeError(f"{report.data}: {len(report.skipped)} utterance(s) skipped, "
                            f"{report.n} scored: {report.skipped[:2]}")
     return report
+
+
+def dynamic_range_db(rows: list[dict], frame_s: float = 0.025, hop_s: float = 0.01) -> float:
+    """Median over files of (loudest 25 ms frame - 10th-percentile frame) in dB: how far the
+    speech stands above the recording's noise floor. FSDD's speakers differ by 30 dB here."""
+    ranges = []
+    for r in rows:
+        wave = load_audio(r["audio_filepath"], SR)
+        win, hop = int(frame_s * SR), int(hop_s * SR)
+        if len(wave) < win:
+            continue
+        frames = np.lib.stride_tricks.sliding_window_view(wave, win)[::hop]
+        energy = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+        ranges.append(energy.max() - np.percentile(energy, 10))
+    return round(float(np.median(ranges)), 1)
 
 
 def padded_copies(rows: list[dict], out_dir: Path, seconds: float = 0.2) -> list[dict]:
@@ -237,19 +268,20 @@ def digit_lm(train_manifest: Path, folder: Path) -> argparse.Namespace:
 def markdown(results: list[SpeakerResult]) -> str:
     lines = ["| held-out speaker | WER single digits (n) | WER single, padded | WER digit strings "
              "(n) | CER strings | WER single, LM | WER strings, LM | val CER (seen speakers) "
-             "| epochs / updates | audio-s/s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| epochs / updates | audio-s/s | dynamic range |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r.held_out} | {pct(r.single_wer)} ({r.single_n}) | "
                      f"{pct(r.single_wer_padded)} | {pct(r.strings_wer)} ({r.strings_n}) | "
                      f"{pct(r.strings_cer)} | {pct(r.single_wer_lm)} | {pct(r.strings_wer_lm)} | "
-                     f"{pct(r.val_cer)} | {r.epochs} / {r.updates} | {r.audio_s_per_s:.0f} |")
+                     f"{pct(r.val_cer)} | {r.epochs} / {r.updates} | {r.audio_s_per_s:.0f} | "
+                     f"{r.dynamic_range_db} dB |")
     if len(results) > 1:
         mean = lambda name: pct(float(np.mean([getattr(r, name) for r in results]))  # noqa: E731
                                 if all(getattr(r, name) is not None for r in results) else None)
         lines.append(f"| **mean** | {mean('single_wer')} | {mean('single_wer_padded')} | "
                      f"{mean('strings_wer')} | {mean('strings_cer')} | {mean('single_wer_lm')} | "
-                     f"{mean('strings_wer_lm')} | {mean('val_cer')} | | |")
+                     f"{mean('strings_wer_lm')} | {mean('val_cer')} | | | |")
     return "\n".join(lines)
 
 
@@ -278,10 +310,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="skip the extra beam + digit bigram LM evaluation")
     p.add_argument("--tts", type=int, default=0, metavar="N",
                    help="add N synthetic digit strings (64 espeak-ng voices) to training")
+    p.add_argument("--tts-flite", type=int, default=0, metavar="M",
+                   help="add M more synthetic digit strings from the flite and festival voices "
+                        "(slt, awb, rms, kal16, kal_diphone: unit-selection and diphone speech, "
+                        "closer to a person than espeak's formant synthesis)")
     p.add_argument("--utterance-mean", action="store_true",
                    help="features.utterance_mean: remove each utterance's mean log-mel")
     p.add_argument("--speed-perturb", action="store_true",
                    help="speed perturbation 0.9/1.0/1.1 (off in the bench's settings)")
+    p.add_argument("--vtlp", metavar="LOW,HIGH",
+                   help="vocal-tract-length perturbation range, e.g. 0.9,1.1 (augment.vtlp)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="extra config overrides passed to asrlab train (after the bench's own)")
