@@ -227,10 +227,10 @@ def checked(report):
 def dynamic_range_db(rows: list[dict], frame_s: float = 0.025, hop_s: float = 0.01) -> float:
     """Median over files of (loudest 25 ms frame - 10th-percentile frame) in dB: how far the
     speech stands above the recording's noise floor. FSDD's speakers differ by 30 dB here."""
+    win, hop = int(frame_s * SR), int(hop_s * SR)
     ranges = []
     for r in rows:
         wave = load_audio(r["audio_filepath"], SR)
-        win, hop = int(frame_s * SR), int(hop_s * SR)
         if len(wave) < win:
             continue
         frames = np.lib.stride_tricks.sliding_window_view(wave, win)[::hop]
