@@ -39,6 +39,7 @@ import numpy as np
 import soundfile as sf
 
 from asrlab.audio import load_audio
+from asrlab.data.prepare import DIGIT_WORDS
 
 RECORDINGS = Path("/work/shared/data/fsdd/recordings")
 SPEAKERS = ("george", "jackson", "lucas", "nicolas")
@@ -202,10 +203,10 @@ def tts_corpus(out: Path, n: int, seed: int, engines: tuple[str, ...] = ("espeak
     if manifest.is_file():
         return manifest
     rng = np.random.default_rng(seed)
-    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
     texts: set[str] = set()
     while len(texts) < n:
-        texts.add(" ".join(words[d] for d in rng.integers(10, size=int(rng.integers(2, 6)))))
+        digits = rng.integers(10, size=int(rng.integers(2, 6)))
+        texts.add(" ".join(DIGIT_WORDS[d] for d in digits))
     out.mkdir(parents=True, exist_ok=True)
     text_file = out / f"{name}.txt"
     text_file.write_text("".join(t + "\n" for t in sorted(texts)))

@@ -4,8 +4,9 @@ same held-out FSDD files?
 PocketSphinx ships a speaker-independent US-English acoustic model (pip install
 'asrlab[bench]', or pocketsphinx alone). Decoded with a grammar that allows only digit words (one
 for single digits, one or more for digit strings), it is a closed-vocabulary recognizer that has
-heard hundreds of speakers, none of them FSDD's. Its WER on a held-out speaker shows how hard that speaker's recordings are
-(accent, 8 kHz band, noise floor) apart from having only three training speakers.
+heard hundreds of speakers, none of them FSDD's. Its WER on a held-out speaker shows how hard
+that speaker's recordings are (accent, 8 kHz band, noise floor) apart from having only three
+training speakers.
 
 Reads the held-out speakers' test manifests that bench/fsdd.py wrote:
 
@@ -20,18 +21,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from fsdd import SPEAKERS, pct, read_rows  # bench/fsdd.py, beside this script
 
 from asrlab.audio import load_audio
+from asrlab.data.prepare import DIGIT_WORDS
 from asrlab.metrics import error_rates
 
-SPEAKERS = ("george", "jackson", "lucas", "nicolas")
-WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SR = 16000
 PAD = np.zeros(int(0.2 * SR), np.float32)
 
@@ -53,7 +53,7 @@ def decoder():
     model = Path(get_model_path()) / "en-us"
     dec = Decoder(hmm=str(model / "en-us"), dict=str(model / "cmudict-en-us.dict"),
                   samprate=SR, loglevel="FATAL")
-    one_of = " | ".join(WORDS)
+    one_of = " | ".join(DIGIT_WORDS)
     dec.add_jsgf_string("single", f"#JSGF V1.0;\ngrammar single;\npublic <d> = {one_of};\n")
     dec.add_jsgf_string("strings", f"#JSGF V1.0;\ngrammar strings;\npublic <d> = ({one_of})+;\n")
     return dec
@@ -69,7 +69,7 @@ def transcribe(dec, search: str, path: str) -> str:
 
 
 def score(dec, search: str, manifest: Path) -> tuple[float, int]:
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    rows = read_rows(manifest)
     hyps = [transcribe(dec, search, r["audio_filepath"]) for r in rows]
     return error_rates([r["text"] for r in rows], hyps).wer, len(rows)
 
@@ -77,11 +77,11 @@ def score(dec, search: str, manifest: Path) -> tuple[float, int]:
 def markdown(results: list[ReferenceResult]) -> str:
     lines = ["| held-out speaker | PocketSphinx WER single digits (n) | digit strings (n) |",
              "|---|---|---|"]
-    lines += [f"| {r.held_out} | {100 * r.single_wer:.1f}% ({r.single_n}) | "
-              f"{100 * r.strings_wer:.1f}% ({r.strings_n}) |" for r in results]
+    lines += [f"| {r.held_out} | {pct(r.single_wer)} ({r.single_n}) | "
+              f"{pct(r.strings_wer)} ({r.strings_n}) |" for r in results]
     if len(results) > 1:
-        lines.append(f"| **mean** | {100 * np.mean([r.single_wer for r in results]):.1f}% | "
-                     f"{100 * np.mean([r.strings_wer for r in results]):.1f}% |")
+        lines.append(f"| **mean** | {pct(np.mean([r.single_wer for r in results]))} | "
+                     f"{pct(np.mean([r.strings_wer for r in results]))} |")
     return "\n".join(lines)
 
 
@@ -91,7 +91,6 @@ def main(argv: list[str] | None = None) -> int:
                    help="the --out folder of a bench/fsdd.py run (its held_out_*/ manifests)")
     p.add_argument("--held-out", default=",".join(SPEAKERS))
     args = p.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     dec = decoder()
     results = []
     for spk in [s.strip() for s in args.held_out.split(",") if s.strip()]:
