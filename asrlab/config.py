@@ -99,7 +99,7 @@ class TrainConfig:
     early_stop_patience: int = 12  # epochs without a better val CER
     ctc_smoothing: float = 0.0  # weight of a uniform-label (entropy) term added to CTC
     seed: int = 0
-    threads: int | None = None  # torch threads; None: all cores
+    threads: int | None = None  # torch threads; None: the physical cores (asrlab.runtime)
     monitor_every: int = 25  # steps between doctor observations early in training
     tensorboard: bool = True
     device: str = "auto"  # auto (cuda when available) | cpu | cuda

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -53,6 +54,7 @@ from asrlab.doctor.stats import EmissionStats
 from asrlab.features import FeaturePipeline, LogMel
 from asrlab.metrics import error_rates
 from asrlab.models import build_model
+from asrlab.runtime import default_threads
 
 log = logging.getLogger("asrlab.train")
 
@@ -487,8 +489,8 @@ def train(train_path: str | Path, val_path: str | Path, out: str | Path, config:
     prepare_run_dir(run_dir, resume, d.is_main)
     ckpt = load_checkpoint(run_dir / "last.pt", device=d.device) if resume else None
     seed_everything(cfg.train.seed)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    torch.set_num_threads(default_threads(cfg.train.threads,
+                                          int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     s = build_setup(run_dir, cfg, d, train_path, val_path, ckpt, force, callbacks)
     run, state = s.run, s.run.state
     for cb in s.callbacks:

@@ -2,10 +2,16 @@
 
     python bench/time_to_cer.py --data data/default --model crnn-sub4 --seeds 0 1 2
     python bench/time_to_cer.py --data data/default --preset seed-crnn --seeds 0 1 2 --max-minutes 30
+    python bench/time_to_cer.py --data data/default --threads 1            # slow-CPU stand-in
+    python bench/time_to_cer.py --data data/default --threads 2 --contend  # a busy process beside it
 
 Each run is a real `asrlab train` process. Time to target = set-up (reading audio, CMVN, checks)
 + training-loop time at the end of the first epoch whose validation CER is <= the target.
 Prints a markdown table and writes the raw numbers to --out (JSON).
+
+`--contend` runs one busy process (a pure-Python spin loop) for the whole of each run, as a
+shared laptop or CI box would; `--env KEY=VALUE` sets the training process's environment (e.g.
+`--env OMP_WAIT_POLICY=ACTIVE` for the behaviour before asrlab set it).
 """
 
 from __future__ import annotations
@@ -28,10 +34,20 @@ def run_once(data: Path, out: Path, seed: int, args) -> dict:
         cmd += ["--model", args.model]
     if args.epochs:
         cmd += ["--epochs", str(args.epochs)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
     for item in args.set:
         cmd += ["--set", item]
+    env = dict(os.environ, **dict(item.split("=", 1) for item in args.env))
+    busy = (subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.contend
+            else None)
     t0 = time.time()
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
     wall = time.time() - t0
     if done.returncode != 0:
         raise RuntimeError(f"run failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -57,6 +73,11 @@ def main() -> int:
     p.add_argument("--target", type=float, default=0.10)
     p.add_argument("--max-minutes", type=float, default=10.0)
     p.add_argument("--set", action="append", default=[])
+    p.add_argument("--threads", type=int, help="torch threads for training (default: asrlab's)")
+    p.add_argument("--contend", action="store_true",
+                   help="run one busy process beside each training run")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment for the training process")
     p.add_argument("--runs", type=Path, default=Path("bench/out/time_to_cer"))
     p.add_argument("--out", type=Path)
     args = p.parse_args()
@@ -70,7 +91,8 @@ def main() -> int:
     reached = [t for t in times if t is not None]
     summary = {
         "model": name, "target_cer": args.target, "seeds": args.seeds,
-        "cpu_threads": os.cpu_count(), "max_minutes": args.max_minutes,
+        "cpu_threads": os.cpu_count(), "torch_threads": args.threads, "contend": args.contend,
+        "env": args.env, "max_minutes": args.max_minutes,
         "median_time_to_target_s": statistics.median(reached) if len(reached) == len(times) else None,
         "reached": f"{len(reached)}/{len(times)}",
         "median_best_val_cer": statistics.median(r["best_val_cer"] for r in results),
