@@ -2,26 +2,39 @@
 
     synthesize_corpus("data/synth")   # 1111 / 99 / 300 utterances (~0.85 h), ~10-20 s on 2 cores
 
-The main engine is espeak-ng, loaded from the pip package `espeakng-loader` (which bundles
-libespeak-ng and its voice data) and driven through ctypes, so nothing has to be installed
-system-wide. Debian's `flite` and festival's `text2wave` can be added with `engines=`.
+Three engines, each with the English voices it ships:
 
-A *speaker* is one engine voice with fixed settings, for espeak (language voice, voice
-variant, rate in words per minute, pitch 0-100), e.g. "espeak:en-gb-scotland+m3:r172:p41".
-Speakers are drawn from the seed and every utterance names its speaker in the manifest
-(`speaker` key). Speakers are shared between splits: val and test measure generalization
-to unseen *sentences* spoken by known voices, not to unseen voices. Sentences never repeat
-across splits (checked before any audio is made).
+* espeak-ng, loaded from the pip package `espeakng-loader` (which bundles libespeak-ng and its
+  voice data) and driven through ctypes: always there. 8 language voices x 41 variants.
+* flite (Debian `flite`): voices slt, awb, rms, kal16, kal (kal is 8 kHz audio).
+* festival (Debian `festival` + festvox voices): kal_diphone, ked_diphone, cmu_us_slt_arctic_hts.
+
+`asrlab synth` uses every installed engine unless `--engines` says otherwise;
+`synthesize_corpus` takes `engines=` (default espeak only, as the test fixtures rely on).
+When engines are missing, `asrlab synth` prints the apt-get line that installs them
+(`install_command`).
+
+A *speaker* is one engine voice with fixed settings (voice, variant, rate in words per minute,
+pitch: espeak's 0-100 scale, or the mean F0 in Hz for flite/festival), e.g.
+"espeak:en-gb-scotland+m3:r172:p41" or "flite:slt:r131:p182". Each *utterance* then varies its
+speaker's rate and pitch by up to +-10 % and its volume over UTT_GAIN_DB (the manifest line
+keeps `engine`, `voice`, `speaker`, `rate`, `pitch`, `gain_db`). All draws come from the seed.
+Speakers are shared between splits: val and test measure generalization to unseen *sentences*
+spoken by known voices, not to unseen voices (bench/held_out_voices.py measures those).
+Sentences never repeat across splits (checked before any audio is made).
 
 Output layout (paths in manifests are relative to `out_dir`):
 
-    out_dir/{train,val,test}.jsonl   audio_filepath, duration, text, id, speaker
+    out_dir/{train,val,test}.jsonl   audio_filepath, duration, text, id, speaker, engine, voice,
+                                      rate, pitch, gain_db
     out_dir/wavs/{split}/*.wav        16 kHz mono PCM16, edge silence trimmed to 0.1 s
     out_dir/corpus.json               seed, counts, hours, speakers, engines, versions
 
 Audio is made by `jobs` worker processes, each initializing espeak once. Every utterance's
-text, speaker and noise seed are fixed up front and espeak's carried-over state is reset per
-batch (see _run_batch), so the same arguments give byte-identical WAVs whatever `jobs` is.
+text, speaker, prosody and noise seed are fixed up front and espeak's carried-over state is
+reset per batch (see _run_batch), so the same arguments give byte-identical WAVs whatever `jobs`
+is. Festival starts once per batch (one `festival --batch` script for the batch's festival
+utterances), not once per utterance: its start-up costs more than a sentence.
 """
 
 from __future__ import annotations
@@ -30,7 +43,6 @@ import argparse
 import ctypes
 import json
 import logging
-import math
 import multiprocessing
 import os
 import random
@@ -40,28 +52,33 @@ import sys
 import tempfile
 import time
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from asrlab.audio import resample
 from asrlab.data.manifest import Utterance, write_manifest
 from asrlab.data.sentences import GENERATOR_VERSION, generate_sentences, read_text_file
 
 __all__ = ["SYNTH_VERSION", "SAMPLE_RATE", "SPLITS", "Speaker", "EngineUnavailable", "SynthError",
-           "synthesize_corpus", "make_speakers", "available_engines", "add_synth_arguments",
-           "run_synth"]
+           "synthesize_corpus", "make_speakers", "available_engines", "install_command",
+           "add_synth_arguments", "run_synth"]
 
 log = logging.getLogger(__name__)
 
-SYNTH_VERSION = "synth-2"
+SYNTH_VERSION = "synth-3"
 SAMPLE_RATE = 16000
 SPLITS = ("train", "val", "test")
 EDGE_SILENCE_S = 0.1
 BATCH = 16  # utterances one forked child makes in a row; fixed, so audio is independent of jobs
 RATE_RANGE = (110, 170)  # words per minute: espeak runs fast; this gives ~15 chars/s, like read speech
 PITCH_RANGE = (30, 75)  # espeak pitch, 0-100 (50 = the voice's normal pitch)
+F0_RANGE = (0.8, 1.25)  # flite/festival speakers: mean F0 as a factor of the voice's own
+UTT_JITTER = 0.1  # each utterance: rate and pitch times U(1 - j, 1 + j) of its speaker's
+UTT_GAIN_DB = (-12.0, 0.0)  # each utterance's level, from a 0.9 peak
+NONESPEAK_WPM = 140  # flite/festival duration stretch = NONESPEAK_WPM / rate
 
 # English voices of espeak-ng's bundled data ("en" is British English).
 ESPEAK_VOICES = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan",
@@ -72,9 +89,14 @@ ESPEAK_VARIANTS = ("", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2
                    "Alex", "Andy", "aunty", "benjamin", "david", "ed", "edward", "iven", "john",
                    "linda", "max", "michel", "norbert", "paul", "quincy", "rob", "robert",
                    "steph", "travis", "belinda")
-FLITE_VOICES = ("slt", "awb", "rms", "kal16")
-APT_PACKAGES = {"flite": "flite", "festival": "festival festvox-kallpc16k"}
-ENGINE_PROGRAMS = {"flite": "flite", "festival": "text2wave"}
+FLITE_VOICES = ("slt", "awb", "rms", "kal16", "kal")
+# Mean F0 (Hz) of each flite/festival voice as shipped, measured; speakers scale it by F0_RANGE.
+# Festival's HTS voice takes no F0 target (pitch is then None).
+VOICE_F0 = {"slt": 170, "awb": 110, "rms": 100, "kal16": 105, "kal": 105,
+            "kal_diphone": 105, "ked_diphone": 105}
+APT_PACKAGES = {"flite": "flite",
+                "festival": "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"}
+ENGINE_PROGRAMS = {"flite": "flite", "festival": "festival"}
 ENGINES = ("espeak", "flite", "festival")
 
 # espeak-ng API constants (speak_lib.h)
@@ -167,6 +189,12 @@ def available_engines() -> list[str]:
     return found
 
 
+def install_command(engines: Iterable[str] = ("flite", "festival")) -> str:
+    """The apt-get line that installs the Debian engines named (and their voices)."""
+    packages = " ".join(APT_PACKAGES[e] for e in engines if e in APT_PACKAGES)
+    return f"sudo apt-get install -y {packages}"
+
+
 def _check_engine(engine: str) -> None:
     if engine not in ENGINES:
         raise ValueError(f"unknown TTS engine {engine!r}; choose from {', '.join(ENGINES)}")
@@ -176,11 +204,10 @@ def _check_engine(engine: str) -> None:
     program = ENGINE_PROGRAMS[engine]
     if shutil.which(program) is None:
         raise EngineUnavailable(f"engine {engine!r} needs the program `{program}`, which is not "
-                                f"on PATH; install it with: sudo apt-get install "
-                                f"{APT_PACKAGES[engine]}")
+                                f"on PATH; install it with: {install_command([engine])}")
     if engine == "festival" and not festival_voices():
-        raise EngineUnavailable("festival is installed but has no voice; install one with: "
-                                "sudo apt-get install festvox-kallpc16k")
+        raise EngineUnavailable(f"festival is installed but has no voice; install its voices "
+                                f"with: {install_command(['festival'])}")
 
 
 def _engine_voices(engine: str) -> list[tuple[str, str]]:
@@ -211,7 +238,10 @@ def make_speakers(n: int, seed: int, engines: Sequence[str] = ("espeak",)) -> li
             return speakers
         engine = engines[len(speakers) % len(engines)]
         voice, variant = next(pools[engine])
-        pitch = rng.randint(*PITCH_RANGE) if engine == "espeak" else None
+        if engine == "espeak":
+            pitch = rng.randint(*PITCH_RANGE)
+        else:
+            pitch = round(VOICE_F0[voice] * rng.uniform(*F0_RANGE)) if voice in VOICE_F0 else None
         speaker = Speaker(engine, voice, variant, rng.randint(*RATE_RANGE), pitch)
         if speaker.id not in seen:
             seen.add(speaker.id)
@@ -311,54 +341,77 @@ def _run_program(cmd: list[str], text: str | None, wav: Path) -> tuple[np.ndarra
 
 def _synth_flite(text: str, speaker: Speaker, tmp: Path) -> tuple[np.ndarray, int]:
     wav = tmp / "flite.wav"
-    stretch = f"{175 / speaker.rate:.3f}"
-    cmd = ["flite", "-voice", speaker.voice, "--setf", f"duration_stretch={stretch}",
-           "-t", text, "-o", str(wav)]
-    return _run_program(cmd, None, wav)
+    cmd = ["flite", "-voice", speaker.voice, "--setf",
+           f"duration_stretch={NONESPEAK_WPM / speaker.rate:.3f}"]
+    if speaker.pitch is not None:
+        cmd += ["--setf", f"int_f0_target_mean={speaker.pitch}"]
+    return _run_program(cmd + ["-t", text, "-o", str(wav)], None, wav)
 
 
-def _synth_festival(text: str, speaker: Speaker, tmp: Path) -> tuple[np.ndarray, int]:
-    wav = tmp / "festival.wav"
-    stretch = f"{175 / speaker.rate:.3f}"
-    cmd = ["text2wave", "-o", str(wav), "-eval", f"(voice_{speaker.voice})",
-           "-eval", f"(Parameter.set 'Duration_Stretch {stretch})"]
-    return _run_program(cmd, text, wav)
+def _festival_commands(text: str, speaker: Speaker, wav: Path) -> str:
+    """Festival (Scheme) lines that say `text` with `speaker` into `wav`. Diphone voices take
+    their F0 target from int_lr_params (after the voice is selected, which resets it)."""
+    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+    lines = [f"(voice_{speaker.voice})",
+             f"(Parameter.set 'Duration_Stretch {NONESPEAK_WPM / speaker.rate:.3f})"]
+    if speaker.pitch is not None:
+        lines.append(f"(set! int_lr_params '((target_f0_mean {speaker.pitch}) (target_f0_std "
+                     f"{max(8, speaker.pitch // 8)}) (model_f0_mean 170) (model_f0_std 34)))")
+    lines.append(f'(utt.save.wave (utt.synth (Utterance Text "{quoted}")) "{wav}" \'riff)')
+    return "\n".join(lines) + "\n"
 
 
-def render(text: str, speaker: Speaker, seed: int = 0) -> np.ndarray:
+def _festival_batch(items: list[tuple[str, Speaker]]) -> list[tuple[np.ndarray, int] | str]:
+    """Say every (text, speaker) with one festival process: (samples, rate) or an error each."""
+    import soundfile as sf
+    with tempfile.TemporaryDirectory(prefix="asrlab-festival-") as scratch:
+        wavs = [Path(scratch) / f"{i}.wav" for i in range(len(items))]
+        script = Path(scratch) / "say.scm"
+        script.write_text("".join(_festival_commands(t, sp, w) for (t, sp), w in zip(items, wavs)),
+                          encoding="utf-8")
+        proc = subprocess.run(["festival", "--batch", str(script)], capture_output=True,
+                              text=True, timeout=60 + 10 * len(items))
+        out: list[tuple[np.ndarray, int] | str] = []
+        for wav in wavs:
+            if wav.is_file():
+                samples, rate = sf.read(wav, dtype="int16", always_2d=True)
+                out.append((samples.mean(axis=1).astype(np.int16), rate))
+            else:
+                out.append(f"festival failed (exit {proc.returncode}): "
+                           f"{proc.stderr.strip()[-300:]}")
+        return out
+
+
+def _synth_festival(text: str, speaker: Speaker) -> tuple[np.ndarray, int]:
+    result = _festival_batch([(text, speaker)])[0]
+    if isinstance(result, str):
+        raise SynthError(result)
+    return result
+
+
+def render(text: str, speaker: Speaker, seed: int = 0,
+           raw: tuple[np.ndarray, int] | None = None) -> np.ndarray:
     """Synthesize text with speaker: float32 samples at 16 kHz, edge silence trimmed.
 
     seed fixes espeak's breath noise. Called repeatedly in one process, espeak output also
-    depends on what was said before (see _run_job for how the corpus builder avoids that).
+    depends on what was said before (see _run_batch for how the corpus builder avoids that).
+    raw: the engine's (int16 samples, rate) when already made (festival batches).
     """
-    if speaker.engine == "espeak":
+    if raw is not None:
+        samples, rate = raw
+    elif speaker.engine == "espeak":
         engine = _espeak()
         samples, rate = engine.synthesize(text, speaker, seed), engine.sample_rate
+    elif speaker.engine == "festival":
+        samples, rate = _synth_festival(text, speaker)
     else:
         with tempfile.TemporaryDirectory(prefix="asrlab-tts-") as scratch:
-            make = _synth_flite if speaker.engine == "flite" else _synth_festival
-            samples, rate = make(text, speaker, Path(scratch))
+            samples, rate = _synth_flite(text, speaker, Path(scratch))
     audio = resample(samples.astype(np.float32) / 32768.0, rate, SAMPLE_RATE)
     return trim_silence(audio, SAMPLE_RATE, EDGE_SILENCE_S)
 
 
 # --------------------------------------------------------------------------- audio
-
-def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """Band-limited resampling (scipy's polyphase filter; an FFT method without scipy)."""
-    if rate_in == rate_out or len(x) == 0:
-        return x.astype(np.float32)
-    g = math.gcd(rate_in, rate_out)
-    try:
-        from scipy.signal import resample_poly
-        return resample_poly(x, rate_out // g, rate_in // g).astype(np.float32)
-    except ImportError:
-        n_out = int(round(len(x) * rate_out / rate_in))
-        spectrum = np.fft.rfft(x)
-        keep = n_out // 2 + 1
-        spectrum = np.pad(spectrum, (0, max(0, keep - len(spectrum))))[:keep]
-        return (np.fft.irfft(spectrum, n_out) * (n_out / len(x))).astype(np.float32)
-
 
 def trim_silence(x: np.ndarray, rate: int, keep_s: float = 0.1,
                  floor_db: float = -45.0) -> np.ndarray:
@@ -386,6 +439,14 @@ class Job:
     text: str
     speaker: Speaker
     path: str  # absolute WAV path
+    rate: int = 0  # this utterance's rate and pitch (its speaker's, varied by UTT_JITTER)
+    pitch: int | None = None
+    gain_db: float = 0.0  # its level below a 0.9 peak
+
+    @property
+    def voice(self) -> Speaker:
+        """The speaker with this utterance's rate and pitch: what the engine is asked for."""
+        return replace(self.speaker, rate=self.rate or self.speaker.rate, pitch=self.pitch)
 
 
 def _init_worker(engines: Sequence[str]) -> None:
@@ -399,15 +460,14 @@ def _init_worker(engines: Sequence[str]) -> None:
         _espeak()  # initialized once here, and never used to speak in this process: see _run_job
 
 
-def _make_utterance(job: Job) -> None:
-    """Render one utterance and write its WAV."""
+def _make_utterance(job: Job, raw: tuple[np.ndarray, int] | None = None) -> None:
+    """Render one utterance, bring its peak to 0.9 * 10^(gain_db/20) and write its WAV."""
     import soundfile as sf
-    audio = render(job.text, job.speaker, seed=zlib.crc32(f"{job.id}|{job.text}".encode()))
+    audio = render(job.text, job.voice, zlib.crc32(f"{job.id}|{job.text}".encode()), raw)
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     if peak < 1e-4:
         raise SynthError("engine produced no audio")
-    if peak > 0.98:  # resampling can overshoot: scale down rather than clip
-        audio = audio * (0.98 / peak)
+    audio = audio * (0.9 * 10 ** (job.gain_db / 20) / peak)
     pcm = np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16)
     sf.write(job.path, pcm, SAMPLE_RATE, subtype="PCM_16")
 
@@ -415,13 +475,28 @@ def _make_utterance(job: Job) -> None:
 Result = tuple[int, "float | None", str]  # (job index, duration read back from the WAV, error)
 
 
-def _make_one(job: Job) -> Result:
+def _make_one(job: Job, raw: tuple[np.ndarray, int] | str | None = None) -> Result:
     import soundfile as sf
     try:
-        _make_utterance(job)
+        if isinstance(raw, str):  # the festival batch failed for this one
+            raise SynthError(raw)
+        _make_utterance(job, raw)
         return job.index, sf.info(job.path).duration, ""
     except Exception as e:  # reported with the utterance id by the caller
         return job.index, None, f"{type(e).__name__}: {e}"
+
+
+def _make_batch(batch: list[Job]) -> list[Result]:
+    """Make a batch in order; its festival utterances come from one festival process."""
+    festival = [j for j in batch if j.speaker.engine == "festival"]
+    raw: dict[int, tuple[np.ndarray, int] | str] = {}
+    if festival:
+        try:
+            made = _festival_batch([(j.text, j.voice) for j in festival])
+        except (OSError, subprocess.SubprocessError) as e:
+            made = [f"festival failed: {e}"] * len(festival)
+        raw = {j.index: r for j, r in zip(festival, made)}
+    return [_make_one(j, raw.get(j.index)) for j in batch]
 
 
 def _run_batch(batch: list[Job]) -> list[Result]:
@@ -435,14 +510,14 @@ def _run_batch(batch: list[Job]) -> list[Result]:
     the worker itself: same texts and speakers, audio that may differ by a little noise.
     """
     if not hasattr(os, "fork") or all(j.speaker.engine != "espeak" for j in batch):
-        return [_make_one(j) for j in batch]
+        return _make_batch(batch)
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: never returns
         os.close(read_fd)
         code = 1
         try:
-            payload = json.dumps([_make_one(j) for j in batch]).encode()
+            payload = json.dumps(_make_batch(batch)).encode()
             with os.fdopen(write_fd, "wb") as pipe:
                 pipe.write(payload)
             code = 0
@@ -556,7 +631,8 @@ def _assert_disjoint(splits: dict[str, list[str]]) -> None:
 
 def _plan(out_dir: Path, texts: dict[str, list[str]], speakers: list[Speaker],
           seed: int) -> list[Job]:
-    """Fix every utterance's id, speaker and path. Speakers are dealt evenly in each split."""
+    """Fix every utterance's id, speaker, prosody and path. Speakers are dealt evenly in each
+    split; rate, pitch and volume are drawn per utterance from (seed, id)."""
     jobs: list[Job] = []
     for split, sentences in texts.items():
         order = random.Random(f"asrlab-deal/{seed}/{split}").sample(speakers, len(speakers))
@@ -564,8 +640,16 @@ def _plan(out_dir: Path, texts: dict[str, list[str]], speakers: list[Speaker],
         folder.mkdir(parents=True, exist_ok=True)
         for i, text in enumerate(sentences):
             utt_id = f"{split}_{i:05d}"
-            jobs.append(Job(len(jobs), split, utt_id, text, order[i % len(order)],
-                            str(folder / f"{utt_id}.wav")))
+            speaker = order[i % len(order)]
+            rng = random.Random(f"asrlab-prosody/{seed}/{utt_id}")
+            rate = round(speaker.rate * rng.uniform(1 - UTT_JITTER, 1 + UTT_JITTER))
+            pitch = speaker.pitch
+            if pitch is not None:
+                pitch = round(pitch * rng.uniform(1 - UTT_JITTER, 1 + UTT_JITTER))
+                pitch = min(pitch, 99) if speaker.engine == "espeak" else pitch
+            jobs.append(Job(len(jobs), split, utt_id, text, speaker,
+                            str(folder / f"{utt_id}.wav"), rate, pitch,
+                            round(rng.uniform(*UTT_GAIN_DB), 1)))
     return jobs
 
 
@@ -615,7 +699,10 @@ def _write_manifests(out_dir: Path, plan: list[Job], durations: list[float]) -> 
     out = {}
     for split in SPLITS:
         utts = [Utterance(j.id, Path(j.path), durations[j.index], j.text,
-                          {"id": j.id, "speaker": j.speaker.id}) for j in plan if j.split == split]
+                          {"id": j.id, "speaker": j.speaker.id, "engine": j.speaker.engine,
+                           "voice": j.speaker.voice, "rate": j.rate, "pitch": j.pitch,
+                           "gain_db": j.gain_db})
+                for j in plan if j.split == split]
         out[split] = write_manifest(out_dir / f"{split}.jsonl", utts)
     return out
 
@@ -628,13 +715,16 @@ def _write_corpus_json(out_dir: Path, plan: list[Job], durations: list[float],
     hours = {s: round(t / 3600, 4) for s, t in seconds.items()}
     hours["total"] = round(sum(durations) / 3600, 4)
     used: dict[str, dict[str, int]] = {}
+    by_engine = {e: dict.fromkeys(SPLITS, 0) for e in engines}
     for j in plan:
         used.setdefault(j.speaker.id, dict.fromkeys(SPLITS, 0))[j.split] += 1
+        by_engine[j.speaker.engine][j.split] += 1
     info = {
         "generator": "asrlab.data.synth", "version": SYNTH_VERSION,
         "sentence_generator": GENERATOR_VERSION if text_report is None else None,
         "text_file": text_report,
         "seed": seed, "engines": list(engines), "engine_versions": _engine_versions(engines),
+        "engine_utterances": by_engine,
         "sample_rate": SAMPLE_RATE, "counts": counts, "hours": hours,
         "manifests": {s: f"{s}.jsonl" for s in SPLITS},
         "speakers": [{**s.to_dict(), "utterances": used.get(s.id, dict.fromkeys(SPLITS, 0))}
@@ -673,8 +763,9 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--seed", type=int, default=0, help="seed for sentences and speakers (0)")
     parser.add_argument("--text", metavar="FILE", help="take sentences from this UTF-8 text file "
                         "(one a line, or prose) instead of the built-in generator")
-    parser.add_argument("--engines", default="espeak", metavar="LIST",
-                        help=f"comma-separated TTS engines from {', '.join(ENGINES)} (espeak)")
+    parser.add_argument("--engines", default=None, metavar="LIST",
+                        help=f"comma-separated TTS engines from {', '.join(ENGINES)} "
+                             f"(default: every installed one)")
     parser.add_argument("--jobs", type=int, default=2, metavar="N", help="worker processes (2)")
     parser.add_argument("--speakers", type=int, default=64, metavar="N",
                         help="distinct speakers (64)")
@@ -684,7 +775,15 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 def run_synth(args: argparse.Namespace) -> int:
     """Run `asrlab synth`; prints a summary and returns the exit code."""
-    engines = tuple(e.strip() for e in args.engines.replace(" ", ",").split(",") if e.strip())
+    if args.engines is None:
+        engines = tuple(available_engines())
+        missing = [e for e in ENGINES if e not in engines]
+        if missing:
+            print(f"note: {', '.join(missing)} not installed; the corpus uses "
+                  f"{', '.join(engines)}. To add their voices: {install_command(missing)}",
+                  file=sys.stderr)
+    else:
+        engines = tuple(e.strip() for e in args.engines.replace(" ", ",").split(",") if e.strip())
     started = time.perf_counter()
     try:
         manifests = synthesize_corpus(args.out, args.train, args.val, args.test, seed=args.seed,

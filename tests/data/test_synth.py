@@ -45,7 +45,10 @@ def test_manifests_and_audio(corpus):
         assert len(rows) == COUNTS[split]
         assert len(load_manifest(manifest)) == COUNTS[split]  # valid for the project's reader
         for row in rows:
-            assert set(row) == {"audio_filepath", "duration", "text", "id", "speaker"}
+            assert set(row) == {"audio_filepath", "duration", "text", "id", "speaker", "engine",
+                                "voice", "rate", "pitch", "gain_db"}
+            assert row["engine"] == "espeak" and row["speaker"].startswith(
+                f"espeak:{row['voice']}")
             assert row["audio_filepath"] == f"wavs/{split}/{row['id']}.wav"  # relative
             info = sf.info(out / row["audio_filepath"])
             assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
@@ -75,6 +78,7 @@ def test_corpus_json(corpus):
     out, manifests = corpus
     info = json.loads((out / "corpus.json").read_text())
     assert info["seed"] == 5 and info["engines"] == ["espeak"]
+    assert info["engine_utterances"] == {"espeak": COUNTS}
     assert info["counts"] == COUNTS
     total = sum(r["duration"] for m in manifests.values() for r in _rows(m))
     assert info["hours"]["total"] == pytest.approx(total / 3600, abs=1e-3)
@@ -129,9 +133,9 @@ def test_engine_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown TTS engine 'mbrola'"):
         _make(tmp_path / "a", jobs=1, engines=("espeak", "mbrola"))
     monkeypatch.setattr(synth.shutil, "which", lambda _: None)
-    with pytest.raises(EngineUnavailable, match="apt-get install flite"):
+    with pytest.raises(EngineUnavailable, match="apt-get install -y flite"):
         _make(tmp_path / "b", jobs=1, engines=("espeak", "flite"))
-    with pytest.raises(EngineUnavailable, match="apt-get install festival"):
+    with pytest.raises(EngineUnavailable, match="apt-get install -y festival festvox"):
         _make(tmp_path / "c", jobs=1, engines=("festival",))
 
 
@@ -145,7 +149,7 @@ def test_refuses_a_folder_with_other_files(tmp_path):
 def test_cli_runs_and_replaces_a_previous_corpus(tmp_path, capsys):
     parser = add_synth_arguments(argparse.ArgumentParser())
     args = parser.parse_args(["--out", str(tmp_path), "--train", "3", "--val", "1", "--test",
-                              "1", "--no-progress", "--jobs", "1"])
+                              "1", "--no-progress", "--jobs", "1", "--engines", "espeak"])
     assert (args.seed, args.engines, args.speakers, args.text) == (0, "espeak", 64, None)
     assert run_synth(args) == 0
     assert "synthesized 5 utterances" in capsys.readouterr().out
@@ -160,6 +164,86 @@ def test_cli_runs_and_replaces_a_previous_corpus(tmp_path, capsys):
 def test_cli_defaults():
     args = add_synth_arguments(argparse.ArgumentParser()).parse_args(["--out", "x"])
     assert (args.train, args.val, args.test, args.jobs) == (1111, 99, 300, 2)
+    assert args.engines is None  # every installed engine
+
+
+def test_cli_default_uses_every_installed_engine_and_names_the_missing(tmp_path, capsys,
+                                                                       monkeypatch):
+    monkeypatch.setattr(synth, "available_engines", lambda: ["espeak"])
+    args = add_synth_arguments(argparse.ArgumentParser()).parse_args(
+        ["--out", str(tmp_path), "--train", "2", "--val", "1", "--test", "1", "--no-progress",
+         "--jobs", "1"])
+    assert run_synth(args) == 0
+    err = capsys.readouterr().err
+    assert "flite, festival not installed" in err and "apt-get install -y flite festival" in err
+    assert json.loads((tmp_path / "corpus.json").read_text())["engines"] == ["espeak"]
+
+
+def test_utterances_vary_rate_pitch_and_volume_around_their_speaker(corpus):
+    out, manifests = corpus
+    info = json.loads((out / "corpus.json").read_text())
+    by_id = {s["id"]: s for s in info["speakers"]}
+    rows = [r for m in manifests.values() for r in _rows(m)]
+    for row in rows:
+        speaker = by_id[row["speaker"]]
+        assert abs(row["rate"] / speaker["rate"] - 1) <= synth.UTT_JITTER + 0.01
+        assert abs(row["pitch"] / speaker["pitch"] - 1) <= synth.UTT_JITTER + 0.03
+        assert synth.UTT_GAIN_DB[0] <= row["gain_db"] <= synth.UTT_GAIN_DB[1]
+        peak = np.abs(sf.read(out / row["audio_filepath"])[0]).max()
+        assert peak == pytest.approx(0.9 * 10 ** (row["gain_db"] / 20), abs=2e-3)
+    assert len({r["gain_db"] for r in rows}) > 5 and len({r["rate"] for r in rows}) > 5
+
+
+def _installed(engine: str) -> None:
+    if engine not in synth.available_engines():
+        pytest.skip(f"{engine} is not installed ({synth.install_command([engine])})")
+
+
+@pytest.mark.parametrize("engine", ["flite", "festival"])
+def test_each_installed_engine_makes_a_corpus_with_its_voices(engine, tmp_path):
+    _installed(engine)
+    made = synthesize_corpus(tmp_path, 6, 1, 1, seed=2, engines=(engine,), jobs=2,
+                             progress=False, n_speakers=6)
+    rows = [r for m in made.values() for r in _rows(m)]
+    voices = synth.flite_voices() if engine == "flite" else synth.festival_voices()
+    assert len(rows) == 8
+    for row in rows:
+        assert row["engine"] == engine and row["voice"] in voices
+        assert row["speaker"].startswith(f"{engine}:{row['voice']}")
+        info = sf.info(tmp_path / row["audio_filepath"])
+        assert (info.samplerate, info.channels) == (16000, 1) and 0.5 < info.duration < 12
+    assert len({r["voice"] for r in rows}) >= 3  # several of the engine's voices used
+    corpus_info = json.loads((tmp_path / "corpus.json").read_text())
+    assert corpus_info["engines"] == [engine]
+
+
+def test_all_engines_same_seed_same_corpus(tmp_path):
+    for engine in ("flite", "festival"):
+        _installed(engine)
+    engines = ("espeak", "flite", "festival")
+    first = synthesize_corpus(tmp_path / "a", 9, 3, 0, seed=4, engines=engines, jobs=2,
+                              progress=False)
+    second = synthesize_corpus(tmp_path / "b", 9, 3, 0, seed=4, engines=engines, jobs=1,
+                               progress=False)
+    info = json.loads((tmp_path / "a" / "corpus.json").read_text())
+    assert info["engines"] == list(engines)
+    made = [sum(n.values()) for n in info["engine_utterances"].values()]
+    assert sum(made) == 12 and min(made) >= 1, made
+    for split in ("train", "val"):
+        rows_a, rows_b = _rows(first[split]), _rows(second[split])
+        assert rows_a == rows_b
+        for row in rows_a:
+            wav = row["audio_filepath"]
+            assert (tmp_path / "a" / wav).read_bytes() == (tmp_path / "b" / wav).read_bytes(), wav
+    pitches = {r["engine"]: r["pitch"] for r in _rows(first["train"])}
+    assert pitches["flite"] > 50  # flite/festival pitch is a mean F0 in Hz
+
+
+def test_festival_text_is_quoted_for_scheme():
+    speaker = synth.Speaker("festival", "kal_diphone", "", 140, 100)
+    lines = synth._festival_commands('say "hi" \\ there', speaker, Path("/tmp/x.wav"))
+    assert '(Utterance Text "say \\"hi\\" \\\\ there")' in lines
+    assert "(voice_kal_diphone)" in lines and "target_f0_mean 100" in lines
 
 
 def test_trim_silence():
