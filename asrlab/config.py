@@ -53,6 +53,23 @@ class AugmentConfig:
     # placed on a frequency axis scaled by a factor drawn from [low, high], so that one speaker
     # sounds like speakers with longer or shorter vocal tracts. (1.0, 1.0) is off.
     vtlp: tuple[float, float] = (1.0, 1.0)
+    # Robustness to rooms, voices and channels (asrlab.data.augment); each off at its default.
+    # Reverberation: a bank of reverb_rooms simulated shoebox rooms (pyroomacoustics' image
+    # method, RT60 drawn from reverb_rt60 seconds); each utterance picks one.
+    reverb_prob: float = 0.0
+    reverb_rt60: tuple[float, float] = (0.2, 0.7)
+    reverb_rooms: int = 32
+    # Pitch shift in semitones keeping the duration (resampling + WSOLA).
+    pitch_prob: float = 0.0
+    pitch_semitones: tuple[float, float] = (-2.0, 2.0)
+    # Band-limiting: "telephone" (300-3400 Hz band-pass) or "8k" (down to 8 kHz and back).
+    bandlimit_prob: float = 0.0
+    bandlimit_kinds: tuple[str, ...] = ("telephone", "8k")
+    # Gain in dB drawn per utterance; (0, 0) is off.
+    gain_db: tuple[float, float] = (0.0, 0.0)
+    # Mild clipping: hard-clip at clip_level (fraction of the peak) in clip_prob of utterances.
+    clip_prob: float = 0.0
+    clip_level: tuple[float, float] = (0.5, 0.9)
 
 
 @dataclass(frozen=True)
@@ -103,7 +120,8 @@ class TrainConfig:
     monitor_every: int = 25  # steps between doctor observations early in training
     tensorboard: bool = True
     device: str = "auto"  # auto (cuda when available) | cpu | cuda
-    precision: str = "auto"  # auto (bf16 autocast on cuda, fp32 on cpu) | fp32 | bf16
+    # auto: bf16 autocast on cuda and on CPUs with native bf16 (AVX512_BF16/AMX), else fp32
+    precision: str = "auto"  # auto | fp32 | bf16
     num_workers: int = 0  # DataLoader workers (features are cheap next to the model on CPU)
 
 
@@ -168,6 +186,7 @@ class Config:
         if not 0.5 <= low <= high <= 2.0:
             problems.append(f"augment.vtlp must be [low, high] with 0.5 <= low <= high <= 2.0, "
                             f"got [{low}, {high}]: e.g. [0.9, 1.1], or [1.0, 1.0] for off")
+        problems += _augment_problems(self.augment)
         if problems:
             raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
         return self
@@ -202,6 +221,37 @@ class Config:
             else:
                 base[section] = values
         return Config.from_dict(base)
+
+
+def _augment_problems(a: AugmentConfig) -> list[str]:
+    """What is wrong with the robustness-augmentation switches, each with its fix."""
+    problems = []
+    for name in ("reverb_prob", "pitch_prob", "bandlimit_prob", "clip_prob"):
+        if not 0 <= getattr(a, name) <= 1:
+            problems.append(f"augment.{name} must be in [0, 1] (a fraction of the training "
+                            f"utterances), got {getattr(a, name)}: e.g. 0.3, or 0 for off")
+    for name, low_ok, high_ok, example in (("reverb_rt60", 0.05, 3.0, "[0.2, 0.7]"),
+                                           ("pitch_semitones", -12.0, 12.0, "[-2, 2]"),
+                                           ("gain_db", -40.0, 40.0, "[-6, 6], or [0, 0] for off"),
+                                           ("clip_level", 0.05, 1.0, "[0.5, 0.9]")):
+        value = getattr(a, name)
+        if len(value) != 2 or not low_ok <= value[0] <= value[1] <= high_ok:
+            problems.append(f"augment.{name} must be [low, high] with {low_ok} <= low <= high "
+                            f"<= {high_ok}, got {list(value)}: e.g. {example}")
+    if a.reverb_rooms < 1:
+        problems.append(f"augment.reverb_rooms must be >= 1, got {a.reverb_rooms}: e.g. 32")
+    bad = [k for k in a.bandlimit_kinds if k not in ("telephone", "8k")]
+    if bad or not a.bandlimit_kinds:
+        problems.append(f"augment.bandlimit_kinds {list(a.bandlimit_kinds)}: use one or both of "
+                        f"telephone, 8k")
+    if a.reverb_prob > 0:
+        import importlib.util
+
+        if importlib.util.find_spec("pyroomacoustics") is None:
+            problems.append("augment.reverb_prob > 0 simulates rooms with pyroomacoustics, which "
+                            "is not installed: pip install pyroomacoustics (or the asrlab "
+                            "extra: pip install -e '.[augment]'), or set augment.reverb_prob=0")
+    return problems
 
 
 def _to_plain(obj: Any) -> Any:

@@ -1,8 +1,11 @@
 """Utterances -> feature tensors, and padded batches.
 
 `SpeechDataset` reads audio through `asrlab.audio.load_audio` and makes features through the
-one `FeaturePipeline`; augmentation (speed perturbation, SpecAugment) is applied only when the
-dataset is built with an `AugmentConfig`, i.e. only for training.
+one `FeaturePipeline`; augmentation is applied only when the dataset is built with an
+`AugmentConfig`, i.e. only for training. Per utterance, in this order: speed perturbation,
+pitch shift, reverberation, additive noise, band-limiting, gain, clipping (asrlab.data.augment
+for the new ones), then VTLP and SpecAugment on the features. Every draw comes from one
+generator seeded by (seed, epoch, utterance index); a switch that is off draws nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 
 from asrlab.audio import AudioError, load_audio, speed_perturb
 from asrlab.config import AugmentConfig
+from asrlab.data.augment import augment_wave, channel_wave
 from asrlab.data.manifest import Utterance
 from asrlab.features import FeaturePipeline, spec_augment, vtlp_factor
 
@@ -142,11 +146,14 @@ class SpeechDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng((self.seed, self.epoch, i))
         wave = self.wave(i)
         aug = self.augment
+        sr = self.pipeline.cfg.sample_rate
         if len(aug.speed_perturb) > 1 or aug.speed_perturb[0] != 1.0:
             wave = speed_perturb(wave, float(rng.choice(aug.speed_perturb)))
+        wave, _ = augment_wave(wave, aug, rng, self.seed, sr)
         if aug.noise_prob > 0 and rng.random() < aug.noise_prob:
             snr_db = float(rng.uniform(*aug.noise_snr_db))
             wave = add_noise(wave, self.noise(len(wave), rng), snr_db)
+        wave, _ = channel_wave(wave, aug, rng, sr)
         return spec_augment(self.pipeline(wave, vtlp_factor(aug, rng)), aug, rng)
 
     def noise(self, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -183,8 +183,9 @@ def test_training_dataset_augments_differently_per_epoch_but_reproducibly(utts):
     np.testing.assert_array_equal(ds[1].feats, feats[2])  # same (seed, epoch, i): same
 
 
-def test_vtlp_in_training_changes_spectra_not_lengths(utts):
-    aug = AugmentConfig(speed_perturb=(1.0,), freq_masks=0, time_masks=0, vtlp=(0.85, 1.15))
+def changes_spectra_not_lengths(utts, aug: AugmentConfig) -> list[np.ndarray]:
+    """Utterance 1's features in 3 epochs: each the plain shape but changed, each epoch
+    different, and reproducible per (seed, epoch)."""
     ds, pipeline = make_dataset(utts, aug)
     plain = pipeline(sf.read(utts[1].audio_filepath, dtype="float32")[0])
     feats = by_epoch(ds, 1, 3)
@@ -192,6 +193,12 @@ def test_vtlp_in_training_changes_spectra_not_lengths(utts):
     assert not np.array_equal(feats[0], feats[1])
     ds.set_epoch(1)
     np.testing.assert_array_equal(ds[1].feats, feats[1])  # reproducible per (seed, epoch)
+    return feats
+
+
+def test_vtlp_in_training_changes_spectra_not_lengths(utts):
+    changes_spectra_not_lengths(utts, AugmentConfig(speed_perturb=(1.0,), freq_masks=0,
+                                                    time_masks=0, vtlp=(0.85, 1.15)))
 
 
 def test_noise_prob_zero_adds_no_noise(utts):
@@ -261,3 +268,165 @@ def test_noise_folder_is_loaded_and_bad_files_named(tmp_path, caplog):
     assert "broken.wav" in caplog.text
     with pytest.raises(FileNotFoundError, match="no usable noise"):
         ds_module.load_noises(tmp_path / "empty_dir_that_has_nothing", SR)
+
+
+# ---- robustness augmentation: reverberation, pitch, band-limiting, gain, clipping -------
+
+from asrlab.config import Config, ConfigError  # noqa: E402
+from asrlab.data import augment as aug_module  # noqa: E402
+
+ROBUST = dict(reverb_prob=1.0, pitch_prob=1.0, bandlimit_prob=1.0, gain_db=(-6.0, 6.0),
+              clip_prob=1.0)
+
+
+def speech_like(seconds: float = 1.5, seed: int = 0) -> np.ndarray:
+    """A 150 Hz buzz with harmonics, amplitude-modulated like syllables."""
+    t = np.arange(int(seconds * SR)) / SR
+    buzz = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 20))
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)
+    noise = 0.01 * np.random.default_rng(seed).standard_normal(t.size)
+    return (0.1 * buzz * env + noise).astype(np.float32)
+
+
+@pytest.mark.parametrize("semitones", [-2.0, 2.0])
+def test_pitch_shift_moves_the_pitch_and_keeps_the_length(semitones):
+    wave = tone(2.0, 300.0)
+    out = aug_module.pitch_shift(wave, semitones)
+    assert out.shape == wave.shape and out.dtype == np.float32
+    assert dominant_hz(out) == pytest.approx(300.0 * 2 ** (semitones / 12), rel=0.01)
+
+
+def test_room_impulse_responses_are_seeded_and_reverberate_at_the_same_level():
+    pytest.importorskip("pyroomacoustics")
+    a = aug_module.room_impulse_response(1, 0, 0.3, 0.6)
+    assert np.array_equal(a, aug_module.room_impulse_response(1, 0, 0.3, 0.6))
+    assert not np.array_equal(a[:500], aug_module.room_impulse_response(1, 1, 0.3, 0.6)[:500])
+    assert np.argmax(np.abs(a)) == 0 and np.sum(a ** 2) == pytest.approx(1.0, rel=1e-4)
+    wave = speech_like()
+    wet = aug_module.reverberate(wave, a)
+    assert wet.shape == wave.shape
+    assert np.sqrt(np.mean(wet ** 2)) == pytest.approx(np.sqrt(np.mean(wave ** 2)), rel=1e-3)
+    # the room smears energy into the gaps: the envelope's dips are shallower
+    frames = lambda x: np.sqrt(np.mean(x[:len(x) // 400 * 400].reshape(-1, 400) ** 2, axis=1))
+    assert frames(wet).min() / frames(wet).max() > frames(wave).min() / frames(wave).max()
+    # longer RT60 -> more energy late in the response
+    short = aug_module.room_impulse_response(2, 0, 0.2, 0.2)
+    long = aug_module.room_impulse_response(2, 0, 0.8, 0.8)
+    late = int(0.1 * SR)
+    assert np.sum(long[late:] ** 2) > 2 * np.sum(short[late:] ** 2)
+
+
+def band_power(wave: np.ndarray, low: float, high: float) -> float:
+    power = np.abs(np.fft.rfft(wave)) ** 2
+    f = np.fft.rfftfreq(len(wave), 1 / SR)
+    return float(power[(f >= low) & (f < high)].sum() / power.sum())
+
+
+def test_band_limiting_removes_what_a_telephone_or_8k_line_cannot_carry():
+    white = np.random.default_rng(0).standard_normal(SR).astype(np.float32)
+    phone = aug_module.band_limit(white, "telephone")
+    narrow = aug_module.band_limit(white, "8k")
+    assert phone.shape == narrow.shape == white.shape
+    assert band_power(white, 4200, 8000) > 0.4
+    assert band_power(phone, 4200, 8000) < 0.01 and band_power(phone, 0, 150) < 0.001
+    assert band_power(narrow, 4200, 8000) < 0.005 and band_power(narrow, 300, 3400) > 0.6
+    with pytest.raises(ValueError, match="telephone"):
+        aug_module.band_limit(white, "radio")
+
+
+def test_clip_caps_at_the_level_times_the_peak():
+    wave = tone(0.5)
+    out = aug_module.clip(wave, 0.6)
+    assert out.shape == wave.shape
+    assert np.abs(out).max() == pytest.approx(0.6 * np.abs(wave).max())
+    small = np.abs(wave) < 0.6 * np.abs(wave).max()
+    np.testing.assert_array_equal(out[small], wave[small])
+
+
+def test_chain_draws_are_per_seed_and_off_draws_nothing():
+    pytest.importorskip("pyroomacoustics")
+    cfg = AugmentConfig(**ROBUST)
+    wave = speech_like()
+    outs = [aug_module.channel_wave(*aug_module.augment_wave(wave, cfg,
+                                    np.random.default_rng(s), 5)[:1], cfg,
+                                    np.random.default_rng(s + 100)) for s in (0, 0, 1)]
+    assert all(o[0].shape == wave.shape for o in outs)
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    assert not np.array_equal(outs[0][0], outs[2][0])
+    # all switches off: the waveform is returned untouched and the generator is not advanced
+    rng = np.random.default_rng(3)
+    same, drawn = aug_module.augment_wave(wave, AugmentConfig(), rng, 5)
+    same2, drawn2 = aug_module.channel_wave(same, AugmentConfig(), rng)
+    assert same2 is wave and drawn == drawn2 == {}
+    assert rng.random() == np.random.default_rng(3).random()
+
+
+def old_features(ds, i: int) -> np.ndarray:
+    """The training features as computed before the robustness switches existed."""
+    from asrlab.features import vtlp_factor
+
+    rng = np.random.default_rng((ds.seed, ds.epoch, i))
+    wave, aug = ds.wave(i), ds.augment
+    if len(aug.speed_perturb) > 1 or aug.speed_perturb[0] != 1.0:
+        wave = speed_perturb(wave, float(rng.choice(aug.speed_perturb)))
+    if aug.noise_prob > 0 and rng.random() < aug.noise_prob:
+        snr_db = float(rng.uniform(*aug.noise_snr_db))
+        wave = add_noise(wave, ds.noise(len(wave), rng), snr_db)
+    return spec_augment(ds.pipeline(wave, vtlp_factor(aug, rng)), aug, rng)
+
+
+def test_switches_off_gives_bit_identical_features_to_before(utts):
+    aug = AugmentConfig(noise_prob=0.5, vtlp=(0.9, 1.1))  # the old augmentations on
+    ds, _ = make_dataset(utts, aug)
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        for i in range(len(utts)):
+            np.testing.assert_array_equal(ds[i].feats, old_features(ds, i))
+
+
+def test_training_dataset_with_every_switch_keeps_lengths_and_is_reproducible(utts):
+    pytest.importorskip("pyroomacoustics")
+    aug = AugmentConfig(speed_perturb=(1.0,), freq_masks=0, time_masks=0, **ROBUST)
+    feats = changes_spectra_not_lengths(utts, aug)
+    other, _ = make_dataset(utts, aug)
+    other.seed = 8
+    other.set_epoch(1)
+    assert not np.array_equal(other[1].feats, feats[1])  # another seed, other draws
+
+
+def test_evaluation_never_augments_even_when_the_config_asks(utts):
+    """The evaluation path builds its dataset without an AugmentConfig (train.build_setup's
+    val_ds, evaluate): whatever the config says, features are the plain pipeline's."""
+    import inspect
+
+    from asrlab import train as train_module
+
+    src = inspect.getsource(train_module.build_setup)
+    assert "SpeechDataset(va.used, pipeline, tokenizer, None" in src
+    ds, pipeline = make_dataset(utts, None)
+    for i, u in enumerate(utts):
+        np.testing.assert_array_equal(ds[i].feats,
+                                      pipeline(sf.read(u.audio_filepath, dtype="float32")[0]))
+
+
+@pytest.mark.parametrize("field,value,fix", [
+    ("reverb_prob", 1.5, "must be in \\[0, 1\\]"),
+    ("pitch_semitones", (3.0, -3.0), "low <= high"),
+    ("gain_db", (-60.0, 0.0), "e.g. \\[-6, 6\\]"),
+    ("clip_level", (0.0, 0.9), "e.g. \\[0.5, 0.9\\]"),
+    ("bandlimit_kinds", ("radio",), "telephone, 8k"),
+    ("reverb_rooms", 0, "reverb_rooms must be >= 1"),
+])
+def test_invalid_switches_are_refused_with_the_fix(field, value, fix):
+    with pytest.raises(ConfigError, match=fix):
+        Config(augment=AugmentConfig(**{field: value})).validate()
+
+
+def test_reverb_without_pyroomacoustics_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pyroomacoustics" else real(name, *a))
+    with pytest.raises(ConfigError, match="pip install pyroomacoustics"):
+        Config(augment=AugmentConfig(reverb_prob=0.3)).validate()

@@ -1,0 +1,172 @@
+"""Waveform augmentation for robustness to voices and channels never heard in training:
+reverberation, pitch shift, band-limiting, gain and mild clipping (training only).
+
+Each function takes a float32 waveform (S,) at `sample_rate` and returns one of the same
+length, so transcripts stay aligned. `SpeechDataset.features` calls them, each switched on by
+its AugmentConfig field, with the dataset's per-(seed, epoch, utterance) generator; a switch
+that is off draws nothing from it, so turning features on never changes the others' draws.
+Speed perturbation (asrlab.audio.speed_perturb), additive noise (asrlab.data.dataset.add_noise),
+VTLP and SpecAugment (asrlab.features) live where they always did.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from asrlab.audio import resample, speed_perturb
+from asrlab.config import AugmentConfig
+
+BANDLIMIT_KINDS = ("telephone", "8k")
+TELEPHONE_BAND = (300.0, 3400.0)
+ROOM_MIN = (3.0, 3.0, 2.4)  # metres: the simulated rooms' smallest and largest dimensions
+ROOM_MAX = (9.0, 7.0, 3.6)
+MAX_IMAGE_ORDER = 60  # image-source reflections kept: enough for RT60 ~0.8 s in these rooms
+
+
+# ---- reverberation -------------------------------------------------------------------------
+
+@lru_cache(maxsize=256)
+def room_impulse_response(seed: int, index: int, rt60_low: float, rt60_high: float,
+                          sample_rate: int = 16000) -> np.ndarray:
+    """Room `index` of a seeded bank: a shoebox room (dimensions in ROOM_MIN..ROOM_MAX, RT60
+    uniform in [rt60_low, rt60_high], source and microphone at random places 0.5 m from the
+    walls) simulated with pyroomacoustics' image-source method. Returns the impulse response
+    from its direct-path peak on, scaled to unit energy. Cached: each room is made once."""
+    import pyroomacoustics as pra
+
+    rng = np.random.default_rng((seed, 7919, index))
+    dims = rng.uniform(ROOM_MIN, ROOM_MAX)
+    rt60 = float(rng.uniform(rt60_low, rt60_high))
+    absorption, order = pra.inverse_sabine(rt60, dims)
+    room = pra.ShoeBox(dims, fs=sample_rate, materials=pra.Material(absorption),
+                       max_order=min(order, MAX_IMAGE_ORDER))
+    room.add_source(rng.uniform(0.5, dims - 0.5))
+    room.add_microphone(rng.uniform(0.5, dims - 0.5))
+    room.compute_rir()
+    rir = np.asarray(room.rir[0][0], np.float64)
+    rir = rir[int(np.argmax(np.abs(rir))):]  # no pre-delay: the speech stays where it was
+    return (rir / np.sqrt(np.sum(rir ** 2) + 1e-20)).astype(np.float32)
+
+
+def reverberate(wave: np.ndarray, rir: np.ndarray) -> np.ndarray:
+    """Convolve with `rir`, cut to the input length, keep the input's RMS level."""
+    from scipy.signal import fftconvolve
+
+    if wave.size == 0:
+        return wave
+    wet = fftconvolve(wave, rir)[:len(wave)]
+    scale = np.sqrt((np.mean(wave ** 2) + 1e-12) / (np.mean(wet ** 2) + 1e-12))
+    return (wet * scale).astype(np.float32)
+
+
+# ---- pitch ----------------------------------------------------------------------------------
+
+def time_stretch(wave: np.ndarray, rate: float, sample_rate: int = 16000) -> np.ndarray:
+    """WSOLA (Verhelst & Roelands 1993): `rate` times faster, pitch unchanged. 40 ms Hann
+    frames at 50 % overlap; each input frame is taken within +-10 ms of its nominal place where
+    it best continues the previous one (highest cross-correlation)."""
+    win = int(0.04 * sample_rate)
+    hop = win // 2
+    tol = int(0.01 * sample_rate)
+    n_out = int(round(len(wave) / rate))
+    if len(wave) < 2 * win or rate == 1.0:
+        return wave.astype(np.float32)
+    padded = np.pad(wave.astype(np.float64), (tol, win + tol + hop))
+    window = np.hanning(win)
+    out = np.zeros(n_out + win)
+    norm = np.zeros(n_out + win)
+    prev = tol  # padded-index of the previous chosen frame
+    for k, o in enumerate(range(0, n_out, hop)):
+        nominal = int(round(o * rate)) + tol
+        if k == 0:
+            start = nominal
+        else:
+            target = padded[prev + hop:prev + hop + win]  # the natural continuation
+            lo = max(0, nominal - tol)
+            region = padded[lo:nominal + tol + win]
+            corr = np.correlate(region, target, mode="valid")
+            start = lo + int(np.argmax(corr))
+        out[o:o + win] += padded[start:start + win] * window
+        norm[o:o + win] += window
+        prev = start
+    return (out[:n_out] / np.maximum(norm[:n_out], 1e-3)).astype(np.float32)
+
+
+def pitch_shift(wave: np.ndarray, semitones: float, sample_rate: int = 16000) -> np.ndarray:
+    """Raise the pitch by `semitones` (negative: lower) keeping the duration: resampling
+    changes pitch and tempo together, WSOLA then restores the tempo. Formants move with the
+    pitch, as in a speed change (VTLP moves formants alone)."""
+    if semitones == 0 or wave.size == 0:
+        return wave
+    factor = 2.0 ** (semitones / 12)
+    faster = speed_perturb(wave, factor)  # pitch x factor, length / factor
+    out = time_stretch(faster, len(faster) / len(wave), sample_rate)
+    return _fit(out, len(wave))
+
+
+def _fit(wave: np.ndarray, n: int) -> np.ndarray:
+    """Pad with zeros or cut to n samples (rounding in resampling leaves a sample or two)."""
+    return np.pad(wave, (0, max(0, n - len(wave))))[:n].astype(np.float32)
+
+
+# ---- channel: band-limiting, gain, clipping -------------------------------------------------
+
+@lru_cache(maxsize=8)
+def _telephone_filter(sample_rate: int) -> np.ndarray:
+    from scipy.signal import butter
+
+    return butter(4, TELEPHONE_BAND, btype="bandpass", fs=sample_rate, output="sos")
+
+
+def band_limit(wave: np.ndarray, kind: str, sample_rate: int = 16000) -> np.ndarray:
+    """"telephone": a 4th-order Butterworth band-pass 300-3400 Hz (the classic telephone
+    channel); "8k": down to 8 kHz and back (no energy above 4 kHz)."""
+    from scipy.signal import sosfilt
+
+    if kind == "telephone":
+        return sosfilt(_telephone_filter(sample_rate), wave).astype(np.float32)
+    if kind == "8k":
+        return _fit(resample(resample(wave, sample_rate, 8000), 8000, sample_rate), len(wave))
+    raise ValueError(f"band-limiting kind {kind!r}: use one of {BANDLIMIT_KINDS}")
+
+
+def clip(wave: np.ndarray, level: float) -> np.ndarray:
+    """Hard-clip at `level` times the waveform's peak (mild: 0.5-0.9 of the peak)."""
+    peak = float(np.max(np.abs(wave))) if wave.size else 0.0
+    return np.clip(wave, -level * peak, level * peak).astype(np.float32)
+
+
+# ---- the training-time chain ----------------------------------------------------------------
+
+def augment_wave(wave: np.ndarray, aug: AugmentConfig, rng: np.random.Generator, seed: int,
+                 sample_rate: int = 16000) -> tuple[np.ndarray, dict]:
+    """Pitch shift and reverberation: the speaker and the room, applied before additive noise.
+    Returns the waveform and what was drawn (for tests and logs)."""
+    drawn: dict = {}
+    if aug.pitch_prob > 0 and rng.random() < aug.pitch_prob:
+        drawn["semitones"] = round(float(rng.uniform(*aug.pitch_semitones)), 2)
+        wave = pitch_shift(wave, drawn["semitones"], sample_rate)
+    if aug.reverb_prob > 0 and rng.random() < aug.reverb_prob:
+        drawn["room"] = int(rng.integers(aug.reverb_rooms))
+        rir = room_impulse_response(seed, drawn["room"], *aug.reverb_rt60, sample_rate)
+        wave = reverberate(wave, rir)
+    return wave, drawn
+
+
+def channel_wave(wave: np.ndarray, aug: AugmentConfig, rng: np.random.Generator,
+                 sample_rate: int = 16000) -> tuple[np.ndarray, dict]:
+    """Band-limiting, gain and clipping: the microphone and the line, applied after noise."""
+    drawn: dict = {}
+    if aug.bandlimit_prob > 0 and rng.random() < aug.bandlimit_prob:
+        drawn["band"] = aug.bandlimit_kinds[int(rng.integers(len(aug.bandlimit_kinds)))]
+        wave = band_limit(wave, drawn["band"], sample_rate)
+    low, high = aug.gain_db
+    if (low, high) != (0.0, 0.0):
+        drawn["gain_db"] = float(rng.uniform(low, high))
+        wave = (wave * 10 ** (drawn["gain_db"] / 20)).astype(np.float32)
+    if aug.clip_prob > 0 and rng.random() < aug.clip_prob:
+        drawn["clip"] = float(rng.uniform(*aug.clip_level))
+        wave = clip(wave, drawn["clip"])
+    return wave, drawn
