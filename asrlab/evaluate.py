@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from asrlab.audio import AudioError
-from asrlab.data.manifest import load_manifest
-from asrlab.data.text import normalize_utterances
+from asrlab.data.text import read_transcripts
 from asrlab.decode import describe_decoder, make_decoder
 from asrlab.inference import Recognizer
 from asrlab.metrics import error_rates, utterance_errors
@@ -47,7 +46,7 @@ class EvalReport:
 def evaluate(model_path: Path, data_path: Path, out: Path | None = None, args=None) -> EvalReport:
     rec = Recognizer.from_path(model_path)
     decoder = make_decoder(args, rec.tokenizer)
-    utts = load_manifest(data_path)
+    utts = read_transcripts(data_path, rec.text_normalizer).utterances  # the model's text rules
     waves, kept, skipped = [], [], []
     for u in utts:
         try:
@@ -62,7 +61,6 @@ def evaluate(model_path: Path, data_path: Path, out: Path | None = None, args=No
     t0 = time.perf_counter()
     hyps = [decoder.decode(lp) for lp in rec.log_probs(waves)]
     elapsed = time.perf_counter() - t0
-    kept, _ = normalize_utterances(kept, rec.ckpt.config.text)  # the model's text rules
     refs = [u.text for u in kept]
     rates = error_rates(refs, [h.text for h in hyps])
     report = EvalReport(rates.wer, rates.cer, rates.n, rates.empty, str(model_path),

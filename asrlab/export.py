@@ -62,6 +62,7 @@ def export_metadata(ckpt: Checkpoint, frame_seconds: float, parity: dict | None 
         "feature_stats": ckpt.stats.to_dict(),
         "frame_seconds": frame_seconds,
         "model": ckpt.config.to_dict()["model"],
+        "text": ckpt.config.text.to_dict(),  # transcript rules: OnnxRecognizer.text_normalizer
         "checkpoint": str(ckpt.path),
         "checkpoint_meta": ckpt.meta,
         "parity": parity or {},

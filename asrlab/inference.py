@@ -29,6 +29,12 @@ class Recognizer:
         return cls(load(path), **kw)
 
     @property
+    def text_normalizer(self):
+        """The model's transcript rules (asrlab.data.text.TextNormalizer): references are
+        normalized with them before scoring."""
+        return self.ckpt.config.text
+
+    @property
     def frame_seconds(self) -> float:
         """Seconds per encoder output frame (feature hop x subsampling)."""
         hop = self.ckpt.config.features.hop_ms / 1000

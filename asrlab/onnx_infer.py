@@ -3,7 +3,8 @@
 `OnnxRecognizer` has the same surface as `asrlab.inference.Recognizer` (sample_rate,
 frame_seconds, tokenizer, pipeline, load, log_probs), so Transcriber, the server and the
 benchmarks use either. Everything but the weights comes from the model's metadata (written by
-`asrlab export`): vocabulary, feature config, CMVN statistics, frame duration.
+`asrlab export`): vocabulary, feature config, CMVN statistics, frame duration, and the text
+rules (`text_normalizer`) that references are normalized with, as the checkpoint's are.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from asrlab.audio import load_audio
 from asrlab.config import FeatureConfig
+from asrlab.data.text import TextNormalizer
 from asrlab.data.tokenizer import tokenizer_from_dict
 from asrlab.features import FeaturePipeline, FeatureStats
 
@@ -45,6 +47,9 @@ class OnnxRecognizer:
                              f"with `asrlab export` (it stores vocabulary and feature settings)")
         self.meta = json.loads(meta)
         self.tokenizer = tokenizer_from_dict(self.meta["tokenizer"])
+        # the checkpoint's transcript rules (exports before they were stored: the defaults,
+        # which every earlier checkpoint used)
+        self.text_normalizer = TextNormalizer.from_dict(self.meta.get("text"))
         features = FeatureConfig(**self.meta["features"])
         stats = FeatureStats.from_dict(self.meta["feature_stats"])
         self.pipeline = FeaturePipeline(features, stats)

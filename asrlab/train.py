@@ -43,10 +43,10 @@ from asrlab.checkpoint import load as load_checkpoint
 from asrlab.checkpoint import save_checkpoint
 from asrlab.config import Config
 from asrlab.data.dataset import Batch, SpeechDataset, collate, load_noises
-from asrlab.data.manifest import ManifestError, read_manifest
+from asrlab.data.manifest import ManifestError
 from asrlab.data.sampler import BucketBatchSampler
 from asrlab.data.scan import ScanResult, scan_split, write_counts, write_skipped
-from asrlab.data.text import normalize_utterances
+from asrlab.data.text import TextNormalizer, Transcripts, read_transcripts
 from asrlab.data.tokenizer import build_tokenizer
 from asrlab.decode.greedy import greedy_batch
 from asrlab.doctor.findings import Finding, has_errors, write_findings_json
@@ -54,7 +54,8 @@ from asrlab.doctor.stats import EmissionStats
 from asrlab.features import FeaturePipeline, LogMel
 from asrlab.metrics import error_rates
 from asrlab.models import build_model
-from asrlab.runtime import default_threads
+from asrlab.run_folder import RunLock, append_line, check_reuse, resume_checkpoint
+from asrlab.runtime import cpu_has_bf16, default_threads
 
 log = logging.getLogger("asrlab.train")
 
@@ -154,7 +155,10 @@ def lr_at(cfg: Config, state: TrainState, steps_per_epoch: int, time_frac: float
 
 
 def update_plateau(cfg: Config, state: TrainState, val_cer: float) -> None:
-    if cfg.train.schedule != "plateau" or state.step < cfg.train.warmup_epochs:
+    """After each epoch's validation (state.epoch = epochs completed): lower the lr scale when
+    validation CER has not improved for `plateau_patience` epochs. Epochs still in the warmup
+    do not count (warmup is in epochs, so compare epochs, not updates)."""
+    if cfg.train.schedule != "plateau" or state.epoch < cfg.train.warmup_epochs:
         return
     if val_cer < state.plateau_best - 1e-4:
         state.plateau_best, state.plateau_bad_epochs = val_cer, 0
@@ -196,9 +200,10 @@ def ctc_losses(log_probs: torch.Tensor, out_lens: torch.Tensor, batch: Batch, bl
 # ---- one epoch --------------------------------------------------------------------------
 
 def autocast(run: Run):
-    """bf16 autocast on GPU (precision auto or bf16); a no-op context on CPU."""
+    """bf16 autocast for precision bf16, and for auto on GPU and on CPUs that compute bf16
+    natively (asrlab.runtime.cpu_has_bf16); fp32 otherwise."""
     p = run.config.train.precision
-    on = run.device.type == "cuda" and p in ("auto", "bf16")
+    on = p == "bf16" or (p == "auto" and (run.device.type == "cuda" or cpu_has_bf16()))
     return torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=on)
 
 
@@ -297,23 +302,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def read_split(path, force: bool):
-    """A manifest's utterances and its bad lines. Bad lines refuse training (all of them listed)
-    unless forced; forced, they are skipped and listed in skipped.jsonl like any other item."""
-    utts, problems = read_manifest(path, strict=False)
-    if problems and not force:
-        raise TrainingRefused(f"{ManifestError(path, problems)}\nFix these lines, or pass "
+def read_split(path, force: bool, normalizer: TextNormalizer) -> Transcripts:
+    """A manifest's utterances (text normalized by the model's rules) and its bad lines. Bad
+    lines refuse training (all of them listed) unless forced; forced, they are skipped and
+    listed in skipped.jsonl like any other item."""
+    read = read_transcripts(path, normalizer, strict=False)
+    if read.problems and not force:
+        raise TrainingRefused(f"{ManifestError(path, read.problems)}\nFix these lines, or pass "
                               "--force to skip them (they are then listed in skipped.jsonl).")
-    return utts, problems
+    return read
 
 
 def scan_data(cfg: Config, train_path, val_path, tokenizer=None, force: bool = False):
     """Read both manifests and all audio once; returns scan results and CMVN statistics.
     Bad manifest lines (with force) count as read and skipped, like unusable audio."""
-    (train_utts, train_bad), (val_utts, val_bad) = (read_split(train_path, force),
-                                                    read_split(val_path, force))
-    train_utts, removed = normalize_utterances(train_utts, cfg.text)
-    val_utts, _ = normalize_utterances(val_utts, cfg.text)
+    train, val = read_split(train_path, force, cfg.text), read_split(val_path, force, cfg.text)
+    (train_utts, train_bad), (val_utts, val_bad) = ((train.utterances, train.problems),
+                                                    (val.utterances, val.problems))
+    removed = train.removed
     if removed:
         log.info("text normalization removed from training transcripts: %s",
                  ", ".join(f"{ch!r} x{n}" for ch, n in list(removed.items())[:20]))
@@ -390,14 +396,17 @@ class Setup:
     callbacks: list
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, is_main: bool) -> None:
+def prepare_run_dir(run_dir: Path, resume: bool, is_main: bool, overwrite: bool = False,
+                    run_info: dict | None = None) -> None:
+    """Called with the run folder locked. A fresh run refuses a folder holding a run unless
+    `overwrite`; its per-epoch logs start empty (asrlab.run_folder)."""
     if not is_main:
         return
     run_dir.mkdir(parents=True, exist_ok=True)
+    check_reuse(run_dir, resume, overwrite)
     setup_logging(run_dir)
-    if not resume:  # a fresh run: per-epoch logs start empty
-        for name in ("metrics.jsonl", "findings.jsonl"):
-            (run_dir / name).unlink(missing_ok=True)
+    if run_info is not None:
+        (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
 
 
 def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val_path,
@@ -479,15 +488,31 @@ def run_epoch(s: Setup, progress, deadline: float, t_start: float, budget_s: flo
 
 def train(train_path: str | Path, val_path: str | Path, out: str | Path, config: Config, *,
           resume: bool = False, force: bool = False, callbacks: list | None = None,
-          show_progress: bool = True, console=None) -> TrainResult:
-    """Train a CTC model; see the module docstring for what the run folder holds."""
+          show_progress: bool = True, console=None, overwrite: bool = False,
+          run_info: dict | None = None) -> TrainResult:
+    """Train a CTC model; see the module docstring for what the run folder holds. The folder is
+    locked for the whole run (a second trainer fails at once); `resume` repairs what a crash
+    left; a fresh run into a folder holding a run needs `overwrite` (asrlab.run_folder)."""
+    d = distributed.init(config.train.device)
+    lock = RunLock(Path(out)) if d.is_main else None
+    try:
+        return _train(train_path, val_path, Path(out), config, d, resume, force, callbacks,
+                      show_progress, console, overwrite, run_info)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(train_path, val_path, run_dir: Path, config: Config, d, resume: bool, force: bool,
+           callbacks, show_progress: bool, console, overwrite: bool, run_info) -> TrainResult:
     from asrlab.progress import TrainProgress
 
     cfg = config.validate()
-    d = distributed.init(cfg.train.device)
-    run_dir = Path(out)
-    prepare_run_dir(run_dir, resume, d.is_main)
-    ckpt = load_checkpoint(run_dir / "last.pt", device=d.device) if resume else None
+    prepare_run_dir(run_dir, resume, d.is_main, overwrite, run_info)
+    ckpt = None
+    if resume:  # the main rank repairs the folder; the others only read last.pt
+        ckpt = (resume_checkpoint(run_dir, d.device) if d.is_main
+                else load_checkpoint(run_dir / "last.pt", device=d.device))
     seed_everything(cfg.train.seed)
     torch.set_num_threads(default_threads(cfg.train.threads,
                                           int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
@@ -511,7 +536,7 @@ def train(train_path: str | Path, val_path: str | Path, out: str | Path, config:
             improved = m.val_cer < state.best_cer
             if improved:
                 state.best_cer, state.best_epoch = m.val_cer, m.epoch
-            if d.is_main:
+            if d.is_main:  # the epoch record: last.pt, best.pt, metrics (asrlab.run_folder)
                 save_run_checkpoints(run, s.optimizer, s.stats, m, improved)
                 write_epoch(run_dir, m, rows)
                 log.info("epoch %d: %s", m.epoch, json.dumps(asdict(m)))
@@ -546,6 +571,7 @@ def default_callbacks(cfg: Config, run_dir: Path, is_main: bool = True) -> list:
 
 
 def save_run_checkpoints(run: Run, optimizer, stats, m: EpochMetrics, improved: bool) -> None:
+    """last.pt first (it carries the history a resume rebuilds the rest from), then best.pt."""
     meta = {"epoch": m.epoch, "step": m.step, "val_cer": m.val_cer, "val_wer": m.val_wer}
     train_state = {"optimizer": optimizer.state_dict(), "state": asdict(run.state),
                    "torch_rng": torch.get_rng_state()}
@@ -556,8 +582,8 @@ def save_run_checkpoints(run: Run, optimizer, stats, m: EpochMetrics, improved: 
 
 
 def write_epoch(run_dir: Path, m: EpochMetrics, rows: list[tuple[str, str, str]]) -> None:
-    with open(run_dir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(asdict(m)) + "\n")
+    """The record's last write: the metrics line (fsynced), then the latest val samples."""
+    append_line(run_dir / "metrics.jsonl", json.dumps(asdict(m)))
     with open(run_dir / "val_samples.jsonl", "w") as f:  # latest epoch's predictions
         for uid, ref, hyp in rows:
             f.write(json.dumps({"id": uid, "ref": ref, "hyp": hyp}) + "\n")

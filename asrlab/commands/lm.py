@@ -21,13 +21,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s = sub.add_parser("score", help="perplexity of an LM on text or a manifest")
     s.add_argument("--lm", required=True, type=Path)
     s.add_argument("--text", required=True, nargs="+", type=Path, metavar="FILE")
+    for q in (b, s):
+        q.add_argument("--model", type=Path, metavar="RUN",
+                       help="normalize the text with this model's text rules (run folder, "
+                            "checkpoint or model.onnx): the LM then spells words as the model does")
+        q.add_argument("--preset", default="default",
+                       help="without --model: the text rules of this preset (default: default)")
+        q.add_argument("--config", type=Path,
+                       help="without --model: the text rules of this YAML config (its `text:`)")
+
+
+def text_normalizer(args):
+    """The model's text rules (--model), else the config's (--config over --preset)."""
+    if args.model is not None:
+        if args.config is not None:
+            raise ValueError("give --model (the model's text rules) or --config, not both")
+        from asrlab.transcribe import load_recognizer
+
+        return load_recognizer(args.model).text_normalizer
+    from asrlab.commands.check import load_config
+
+    return load_config(argparse.Namespace(preset=args.preset, config=args.config,
+                                          model=None)).text
 
 
 def run(args) -> int:
     if args.lm_action == "build":
         from asrlab.decode.lm import build_lm
 
-        report = build_lm(args.text, args.order, args.out, binary=not args.no_binary)
+        report = build_lm(args.text, args.order, args.out, binary=not args.no_binary,
+                          normalizer=text_normalizer(args))
         print(json.dumps(report.summary(), indent=2))
         return 0
     if args.lm_action == "score":
@@ -42,9 +65,10 @@ def score(args) -> int:
 
     lm = load_lm(args.lm)
     vocab = set(lm.unigrams)
+    normalizer = text_normalizer(args)
     log10_sum, tokens, oov, words = 0.0, 0, 0, 0
     for path in args.text:
-        for sent in read_sentences(path):
+        for sent in read_sentences(path, normalizer):
             log10_sum += lm.model.score(" ".join(sent), bos=True, eos=True)
             tokens += len(sent) + 1
             words += len(sent)

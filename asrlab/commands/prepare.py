@@ -21,7 +21,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         ".tsv (or its folder, with --split); kaldi: a data folder (wav.scp, "
                         "text, [segments, utt2spk]); csv: the table; fsdd: recordings/")
     p.add_argument("--out", type=Path, required=True, help="manifest to write (.jsonl)")
-    p.add_argument("--speakers", help="fsdd: comma-separated speakers to keep (default: all)")
+    p.add_argument("--speakers",
+                   help="comma-separated speakers to keep (default: all); e.g. a held-out "
+                        "validation set of new voices")
+    p.add_argument("--exclude-speakers",
+                   help="comma-separated speakers to leave out (e.g. the held-out ones, for "
+                        "the training manifest)")
     p.add_argument("--audio-column", help="csv: column with the audio path")
     p.add_argument("--text-column", help="csv: column with the transcript")
     p.add_argument("--duration-column",
@@ -41,11 +46,15 @@ def options_from_args(args):
     delimiter = args.delimiter
     if delimiter in ("\\t", "tab", "TAB"):
         delimiter = "\t"
-    speakers = tuple(s.strip() for s in args.speakers.split(",") if s.strip()) \
-        if args.speakers else None
-    return PrepareOptions(speakers=speakers, audio_column=args.audio_column,
+    return PrepareOptions(speakers=speaker_list(args.speakers),
+                          exclude_speakers=speaker_list(args.exclude_speakers),
+                          audio_column=args.audio_column,
                           text_column=args.text_column, duration_column=args.duration_column,
                           delimiter=delimiter, root=args.root, split=args.split)
+
+
+def speaker_list(text: str | None) -> tuple[str, ...] | None:
+    return tuple(s.strip() for s in text.split(",") if s.strip()) if text else None
 
 
 def run(args) -> int:

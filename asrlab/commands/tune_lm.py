@@ -79,12 +79,12 @@ def grid_search(log_probs: list, refs: list[str], decoder, alphas, betas, on_poi
 def load_log_probs(rec, data: Path) -> tuple[list, list[str], list[dict]]:
     """Run the acoustic model once; unreadable audio is listed, not dropped silently."""
     from asrlab.audio import AudioError
-    from asrlab.data.manifest import load_manifest
+    from asrlab.data.text import read_transcripts
 
     waves, refs, skipped = [], [], []
-    for u in load_manifest(data):
+    for u in read_transcripts(data, rec.text_normalizer).utterances:  # the model's text rules
         try:
-            waves.append(rec.load(u.audio_filepath))
+            waves.append(rec.load(u.audio_filepath, u.offset, u.span))
             refs.append(u.text)
         except AudioError as e:
             skipped.append({"id": u.id, "source": u.source, "reason": str(e)})

@@ -27,6 +27,14 @@ class Utterance:
     text: str
     extra: dict = field(default_factory=dict, compare=False)
     source: str = ""  # "manifest.jsonl:LINE", for messages
+    # the transcript as the manifest has it, once `text` holds the model's normalized text
+    # (asrlab.data.text.read_transcripts); None: `text` is the manifest's own
+    raw_text: str | None = field(default=None, compare=False)
+
+    @property
+    def original_text(self) -> str:
+        """The transcript as written in the manifest (for messages and evidence)."""
+        return self.text if self.raw_text is None else self.raw_text
 
     @property
     def offset(self) -> float:

@@ -82,7 +82,8 @@ class PrepareResult:
 
 @dataclass(frozen=True)
 class PrepareOptions:
-    speakers: tuple[str, ...] | None = None  # fsdd
+    speakers: tuple[str, ...] | None = None  # keep only these speakers (any layout with speakers)
+    exclude_speakers: tuple[str, ...] | None = None  # leave these speakers out
     audio_column: str | None = None  # csv
     text_column: str | None = None  # csv
     duration_column: str | None = None  # csv: trust this column instead of reading headers
@@ -414,12 +415,18 @@ def prepare(fmt: str, src: str | Path, out: str | Path, opts: PrepareOptions | N
         raise FileNotFoundError(f"{src}: no such file or folder")
     base = out.parent.resolve()
     rows, skipped, not_selected, first_seen = [], [], 0, {}
+    seen_speakers: set[str] = set()
     for item in READERS[fmt](src, opts):
         if isinstance(item, NotSelected):
             not_selected += 1
             continue
         if isinstance(item, SkippedItem):
             skipped.append(item)
+            continue
+        if item.speaker:
+            seen_speakers.add(item.speaker)
+        if not speaker_selected(item, opts):
+            not_selected += 1
             continue
         reason = _text_problem(item, first_seen)
         duration = None
@@ -430,11 +437,36 @@ def prepare(fmt: str, src: str | Path, out: str | Path, opts: PrepareOptions | N
             continue
         first_seen[item.id] = item.source
         rows.append(manifest_row(item, duration, base))
+    check_speakers(fmt, src, opts, seen_speakers)
     write_manifest(out, rows)
     skipped_path = skipped_path_for(out)
     write_skipped_items(skipped_path, skipped)
     notes = [] if rows else [f"no utterance written: see {skipped_path} for the reasons"]
     return PrepareResult(out, skipped_path, len(rows), skipped, not_selected, notes)
+
+
+def speaker_selected(c: Candidate, opts: PrepareOptions) -> bool:
+    """--speakers keeps only those speakers, --exclude-speakers leaves those out."""
+    if opts.speakers is not None and c.speaker not in opts.speakers:
+        return False
+    return not (opts.exclude_speakers and c.speaker in opts.exclude_speakers)
+
+
+def check_speakers(fmt: str, src: Path, opts: PrepareOptions, seen: set[str]) -> None:
+    """A speaker named in --speakers / --exclude-speakers that the corpus lacks is a typo:
+    refuse (before writing anything) and list the speakers there are."""
+    named = set(opts.speakers or ()) | set(opts.exclude_speakers or ())
+    if not named:
+        return
+    if not seen:
+        raise ValueError(f"--speakers/--exclude-speakers: {fmt} at {src} gives no speaker for "
+                         "its utterances (LibriSpeech: the folder names; Common Voice: "
+                         "client_id; Kaldi: utt2spk; FSDD: the file names)")
+    unknown = sorted(named - seen)
+    if unknown:
+        shown = sorted(seen)
+        raise ValueError(f"--speakers/--exclude-speakers: no utterance of {unknown} in {src}; "
+                         f"speakers present: {shown[:30]}" + (" ..." if len(shown) > 30 else ""))
 
 
 def _text_problem(c: Candidate, first_seen: dict[str, str]) -> str | None:

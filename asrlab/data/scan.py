@@ -23,9 +23,25 @@ class Skipped:
     id: str
     source: str  # manifest:line
     reason: str
+    text: str | None = None  # the manifest's transcript, when the reason is about the text
 
     def to_dict(self) -> dict:
-        return {"split": self.split, "id": self.id, "source": self.source, "reason": self.reason}
+        d = {"split": self.split, "id": self.id, "source": self.source, "reason": self.reason}
+        return d if self.text is None else {**d, "text": self.text}
+
+
+EMPTY_TRANSCRIPT = "empty transcript"
+EMPTY_AFTER_NORMALIZATION = "empty transcript after text normalization"
+OOV_REASON = "characters not in the vocabulary"
+
+
+def text_problem(u: Utterance, tokenizer=None) -> str | None:
+    """Why an utterance's (normalized) transcript cannot train or score, or None. Zero-length
+    targets are refused here: CTC accepts them, and then rewards blank on every frame."""
+    if not u.text.strip():
+        return EMPTY_AFTER_NORMALIZATION if u.original_text.strip() else EMPTY_TRANSCRIPT
+    oov = tokenizer.oov(u.text) if tokenizer is not None else None
+    return f"{OOV_REASON}: {''.join(sorted(oov))!r}" if oov else None
 
 
 @dataclass
@@ -86,19 +102,16 @@ def scan_split(split: str, utts: list[Utterance], sample_rate: int, tokenizer=No
     if logmel is not None:
         result.stats = StatsAccumulator(logmel.cfg.n_mels)
     for u in utts:
-        reason = None
-        if not u.text.strip():
-            reason = "empty transcript"
-        elif tokenizer is not None and tokenizer.oov(u.text):
-            reason = f"characters not in the vocabulary: {''.join(sorted(tokenizer.oov(u.text)))!r}"
-        wave = None
-        if reason is None:
-            try:
-                wave = load_audio(u.audio_filepath, sample_rate, u.offset, u.span)
-                reason = audio_problem(wave) or duration_problem(len(wave) / sample_rate,
-                                                                 duration_bounds)
-            except AudioError as e:
-                reason = str(e)
+        reason = text_problem(u, tokenizer)
+        if reason is not None:
+            result.skipped.append(Skipped(split, u.id, u.source, reason, u.original_text))
+            continue
+        try:
+            wave = load_audio(u.audio_filepath, sample_rate, u.offset, u.span)
+            reason = audio_problem(wave) or duration_problem(len(wave) / sample_rate,
+                                                             duration_bounds)
+        except AudioError as e:
+            reason = str(e)
         if reason is not None:
             result.skipped.append(Skipped(split, u.id, u.source, reason))
             continue

@@ -11,9 +11,10 @@ small enough that pure Python takes seconds. The ARPA file it writes loads in `k
 tests check that, and that every context's probabilities sum to one). A KenLM binary is also
 written when KenLM's `build_binary` is on PATH (or named by $KENLM_BUILD_BINARY).
 
-Text: one sentence a line, or a manifest (.jsonl, its `text` fields). Words are split on
-whitespace and kept as they are (no case folding): the LM must see words exactly as the
-acoustic model's tokenizer spells them.
+Text: one sentence a line, or a manifest (.jsonl, its `text` fields). Each sentence goes through
+the acoustic model's text rules (`asrlab.data.text.TextNormalizer`: the same normalization its
+training transcripts had), then words are split on whitespace: the LM must see words exactly as
+the model spells them ("DON'T" in a LibriSpeech transcript is "don't" to a lowercase model).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from asrlab.data.text import TextNormalizer
+
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 LOG10_ZERO = -99.0  # how ARPA files write log10(0) (the probability of predicting <s>)
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # when counts-of-counts are too sparse to estimate them
@@ -39,8 +42,10 @@ class LMError(ValueError):
 
 # ---- reading text ----------------------------------------------------------------------------
 
-def read_sentences(path: str | Path) -> Iterator[list[str]]:
-    """Sentences (lists of words) from a text file (one a line) or a manifest (.jsonl: `text`).
+def read_sentences(path: str | Path, normalizer: TextNormalizer | None = None
+                   ) -> Iterator[list[str]]:
+    """Sentences (lists of words) from a text file (one a line) or a manifest (.jsonl: `text`),
+    each normalized by `normalizer` (None: words as they are).
 
     A manifest line without a string `text` raises LMError naming the file and line."""
     path = Path(path)
@@ -61,7 +66,7 @@ def read_sentences(path: str | Path) -> Iterator[list[str]]:
                     raise LMError(f"{path}:{lineno}: \"text\" must be a string")
             else:
                 text = line
-            words = text.split()
+            words = (normalizer.normalize(text) if normalizer is not None else text).split()
             if words:
                 yield words
 
@@ -231,6 +236,7 @@ class BuildReport:
     ngrams: dict[int, int]
     discounts: dict[int, tuple[float, float, float]]
     notes: list[str]
+    text: dict | None = None  # the text rules the sentences went through (TextNormalizer)
 
     def summary(self) -> dict:
         return {"arpa": str(self.arpa), "binary": str(self.binary) if self.binary else None,
@@ -238,7 +244,7 @@ class BuildReport:
                 "words": self.words, "vocabulary": self.vocabulary,
                 "ngrams": {str(k): v for k, v in self.ngrams.items()},
                 "discounts": {str(k): [round(x, 4) for x in v] for k, v in self.discounts.items()},
-                "notes": self.notes}
+                "text": self.text, "notes": self.notes}
 
 
 def lm_paths(out: str | Path) -> tuple[Path, Path, Path]:
@@ -249,9 +255,11 @@ def lm_paths(out: str | Path) -> tuple[Path, Path, Path]:
             stem.with_name(stem.name + ".unigrams.txt"))
 
 
-def build_lm(texts: list[str | Path], order: int, out: str | Path, binary: bool = True
-             ) -> BuildReport:
-    sentences = [s for t in texts for s in read_sentences(t)]
+def build_lm(texts: list[str | Path], order: int, out: str | Path, binary: bool = True,
+             normalizer: TextNormalizer | None = None) -> BuildReport:
+    """Estimate an LM from `texts`, normalized by the acoustic model's text rules (None: as
+    they are; `asrlab lm build` always passes the model's or the config's)."""
+    sentences = [s for t in texts for s in read_sentences(t, normalizer)]
     if not sentences:
         raise LMError(f"{', '.join(map(str, texts))}: no sentences found")
     model = estimate(sentences, order)
@@ -266,7 +274,8 @@ def build_lm(texts: list[str | Path], order: int, out: str | Path, binary: bool 
             notes.append(note)
     return BuildReport(arpa, built, uni, order, len(sentences), sum(map(len, sentences)),
                        len(model.grams[1]), {n: len(g) for n, g in model.grams.items()},
-                       model.discounts, notes)
+                       model.discounts, notes,
+                       normalizer.to_dict() if normalizer is not None else None)
 
 
 def build_binary(arpa: Path, out: Path) -> tuple[Path | None, str | None]:

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asrlab.data.scan import ScanResult, native_rate
+from asrlab.data.scan import (EMPTY_AFTER_NORMALIZATION, EMPTY_TRANSCRIPT, OOV_REASON,
+                               ScanResult, native_rate)
 from asrlab.doctor.featstats import compare_feature_stats, split_raw_stats
 from asrlab.doctor.findings import Finding, rank
 from asrlab.features import FeatureStats, LogMel
@@ -82,15 +83,42 @@ def run_checks(train_scan: ScanResult, val_scan: ScanResult, config, tokenizer, 
     findings += duration_findings(scans, config.features.sample_rate, th)
     ff, stats["features"] = feature_findings(train_scan, val_scan, config, pipeline, th)
     findings += ff
+    findings += speaker_findings(train_scan, val_scan)
     return CheckReport(findings, stats)
+
+
+# ---- speakers ---------------------------------------------------------------------------
+
+def speaker_findings(train_scan: ScanResult, val_scan: ScanResult) -> list[Finding]:
+    """SEEN_SPEAKERS (info) when the manifests carry `speaker` and every validation speaker
+    also speaks in training: the validation CER then says nothing about new voices."""
+    def speakers(scan: ScanResult) -> Counter | None:
+        spk = [u.extra.get("speaker") for u in scan.used]
+        return Counter(map(str, spk)) if spk and all(s not in (None, "") for s in spk) else None
+
+    train, val = speakers(train_scan), speakers(val_scan)
+    if not train or not val or not set(val) <= set(train):
+        return []
+    shared = sorted(val)
+    return [Finding(
+        "SEEN_SPEAKERS", "info",
+        f"all {len(val)} validation speaker(s) also speak in training ({len(train)} training "
+        f"speakers): validation CER measures seen speakers only, and will be lower than on "
+        f"new voices",
+        {"train_speakers": len(train), "val_speakers": len(val),
+         "val_utterances": sum(val.values()), "speakers": shared[:MAX_IDS],
+         "train_utterances_of_val_speakers": sum(train[s] for s in shared)},
+        "to measure new voices, hold speakers out: `asrlab prepare FORMAT SRC --speakers A,B "
+        "--out val.jsonl` and `asrlab prepare FORMAT SRC --exclude-speakers A,B --out "
+        "train.jsonl`")]
 
 
 # ---- skipped items: empty text, OOV text, unusable audio --------------------------------
 
 def _reason_code(reason: str) -> str:
-    if reason == "empty transcript":
+    if reason.startswith(EMPTY_TRANSCRIPT):
         return "EMPTY_TRANSCRIPT"
-    if reason.startswith("characters not in the vocabulary"):
+    if reason.startswith(OOV_REASON):
         return "OOV_CHARACTERS"
     return "BAD_AUDIO"
 
@@ -107,9 +135,18 @@ def skipped_findings(scan: ScanResult, th: DataThresholds) -> list[Finding]:
         ev = {"split": scan.split, "count": len(items), "fraction": round(frac, 4),
               "ids": [s.id for s in items[:MAX_IDS]],
               "reasons": {s.id: f"{s.source}: {s.reason}" for s in items[:MAX_IDS]}}
+        texts = {s.id: s.text for s in items[:MAX_IDS] if s.text is not None}
+        if texts:  # the manifest's own text; the finding judged the normalized one
+            ev["texts"] = texts
         if code == "EMPTY_TRANSCRIPT":
-            msg = f"{len(items)} {scan.split} utterance(s) have an empty transcript (skipped)"
-            fix = "add the transcripts or remove these lines from the manifest"
+            emptied = [s for s in items if s.reason.startswith(EMPTY_AFTER_NORMALIZATION)]
+            msg = (f"{len(items)} {scan.split} utterance(s) have an empty transcript (skipped): "
+                   + ", ".join(s.id for s in items[:5]) + (" ..." if len(items) > 5 else ""))
+            if emptied:
+                msg += (f"; {len(emptied)} only after text normalization (e.g. "
+                        f"{emptied[0].text!r}: nothing the model can spell)")
+            fix = ("add the transcripts or remove these lines from the manifest: a zero-length "
+                   "CTC target teaches the model to emit only blank")
         elif code == "OOV_CHARACTERS":
             chars = Counter(ch for s in items for ch in _oov_chars(s.reason))
             ev["characters"] = dict(chars.most_common())
@@ -429,14 +466,15 @@ def check_manifests(train_path: str | Path, val_path: str | Path, config,
                     thresholds: DataThresholds | None = None) -> CheckReport:
     """What `asrlab train` would check, without training. Bad manifest lines are findings
     (BAD_MANIFEST) here instead of an exception."""
-    from asrlab.data.manifest import read_manifest
     from asrlab.data.scan import scan_split
+    from asrlab.data.text import read_transcripts
     from asrlab.data.tokenizer import build_tokenizer
 
     findings: list[Finding] = []
     utts = {}
     for split, path in (("train", train_path), ("val", val_path)):
-        utts[split], problems = read_manifest(path, strict=False)
+        read = read_transcripts(path, config.text, strict=False)  # the model's text rules
+        utts[split], problems = read.utterances, read.problems
         if problems:
             findings.append(Finding(
                 "BAD_MANIFEST", "error", f"{len(problems)} line(s) of {path} cannot be read",
@@ -446,10 +484,15 @@ def check_manifests(train_path: str | Path, val_path: str | Path, config,
                 "and text); `asrlab train` refuses the manifest until then"))
     texts = [u.text for u in utts["train"] if u.text.strip()]
     if not texts:
+        raw = [u.original_text for u in utts["train"] if u.original_text.strip()]
         findings.append(Finding("EMPTY_TRANSCRIPT", "error",
-                                f"{train_path}: no training utterance has a transcript",
-                                {"split": "train", "count": len(utts["train"])},
-                                "add transcripts to the training manifest"))
+                                f"{train_path}: no training utterance has a transcript"
+                                + (f" after text normalization ({len(raw)} have text, e.g. "
+                                   f"{raw[0]!r}, that the text rules remove)" if raw else ""),
+                                {"split": "train", "count": len(utts["train"]),
+                                 "texts": raw[:MAX_IDS]},
+                                "add transcripts to the training manifest"
+                                + (" or change the text rules (config `text:`)" if raw else "")))
         return CheckReport(findings, {})
     tokenizer = build_tokenizer(config.tokenizer, texts, config.vocab_size)
     logmel = LogMel(config.features)

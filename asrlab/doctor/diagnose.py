@@ -51,6 +51,7 @@ class UtteranceDump:
     max_nonblank_max: float
     unique_ids: list[int]
     all_blank: bool
+    raw_ref: str | None = None  # the manifest's text, when the model's text rules changed it
 
 
 @dataclass
@@ -161,7 +162,10 @@ def model_on_data(ckpt, utts, waves, max_utts: int, penalty: float, posteriors: 
     dumps, posts = [], []
     for u, lp in zip(utts, lps):
         stats.add(torch.from_numpy(lp)[None], torch.tensor([len(lp)]), ckpt.tokenizer.blank)
-        dumps.append(dump_utterance(u.id, u.text, lp, ckpt.tokenizer, penalty))
+        d = dump_utterance(u.id, u.text, lp, ckpt.tokenizer, penalty)
+        if u.original_text != u.text:
+            d.raw_ref = u.original_text
+        dumps.append(d)
         if len(posts) < posteriors:
             posts.append((u.id, np.exp(lp)))
     return stats, dumps, posts
@@ -202,8 +206,8 @@ def diagnose(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
              max_utts: int = 200, samples: int = 10, blank_penalty: float = 2.0,
              posteriors: int = 3) -> Diagnosis:
     from asrlab.checkpoint import load
-    from asrlab.data.manifest import load_manifest
     from asrlab.data.scan import scan_split
+    from asrlab.data.text import read_transcripts
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -221,7 +225,7 @@ def diagnose(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
                            "data": str(data) if data else None}
     dumps, posts, final_obs, n_val = [], [], None, None
     if data is not None:
-        utts = load_manifest(data)
+        utts = read_transcripts(data, ckpt.config.text).utterances  # as training read them
         scan = scan_split("data", utts, ckpt.config.features.sample_rate, ckpt.tokenizer)
         df, dstats = data_findings(ckpt, scan, ckpt.config)
         findings += df

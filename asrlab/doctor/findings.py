@@ -19,7 +19,7 @@ CODES = {
     "FEATURE_MISMATCH": "feature statistics of train and val (or inference input) differ",
     "SAMPLE_RATE_MISMATCH": "audio rates differ between splits or from the model's",
     "OOV_CHARACTERS": "transcript characters the vocabulary lacks",
-    "EMPTY_TRANSCRIPT": "utterances with empty text",
+    "EMPTY_TRANSCRIPT": "utterances with empty text (or text the text rules reduce to nothing)",
     "BAD_AUDIO": "unreadable, empty, silent, NaN or clipped audio",
     "NONFINITE_LOSS": "inf/NaN losses",
     "DIVERGENCE": "loss rising or oscillating",
@@ -29,6 +29,7 @@ CODES = {
     "BAD_INPUT_LENGTHS": "input lengths exceed the frames or ignore padding",
     "DURATION_OUTLIER": "utterances far longer or shorter than the rest, or than their manifest says",
     "BAD_MANIFEST": "manifest lines that cannot be read",
+    "SEEN_SPEAKERS": "every validation speaker also speaks in training: val CER is seen-speaker",
 }
 
 # Most likely root cause first when several findings are present (`rank`): failures that make
@@ -37,7 +38,7 @@ CAUSE_ORDER = (
     "NONFINITE_LOSS", "DIVERGENCE", "BLANK_COLLAPSE", "LAYOUT_MISMATCH", "NOT_LOG_PROBS",
     "BLANK_IN_TARGETS", "BAD_INPUT_LENGTHS", "FEATURE_MISMATCH", "INFEASIBLE_LENGTH",
     "SAMPLE_RATE_MISMATCH", "BAD_MANIFEST", "BAD_AUDIO", "EMPTY_TRANSCRIPT", "OOV_CHARACTERS",
-    "UNDERTRAINED", "DURATION_OUTLIER",
+    "UNDERTRAINED", "DURATION_OUTLIER", "SEEN_SPEAKERS",
 )
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 

@@ -4,6 +4,7 @@ the offending utterance; the clean corpus reports no error or warning."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,7 +119,56 @@ def test_oov_characters_in_val(corpus, check_config, tmp_path):
     val = zoo.oov_text(corpus / "val.jsonl", tmp_path, i=1)
     f, = only(check_manifests(corpus / "train.jsonl", val, check_config), "OOV_CHARACTERS")
     assert f.evidence["ids"] == ["val_00001"]
-    assert set(f.evidence["characters"]) == set("42ÉT!")
+    # judged on the model's text (lowercased, punctuation removed): "42 été" is what it lacks
+    assert set(f.evidence["characters"]) == set("42é")
+    assert f.evidence["texts"]["val_00001"].endswith(" 42 ÉTÉ!")  # the manifest's own text
+
+
+def test_uppercase_transcripts_are_judged_as_the_model_reads_them(corpus, check_config,
+                                                                  tmp_path):
+    """LibriSpeech writes UPPERCASE with apostrophes; the model's text rules lowercase it, so
+    nothing is out of vocabulary (the false OOV_CHARACTERS of issue 14)."""
+    rs = zoo.rows(corpus / "val.jsonl")
+    val = zoo.write(tmp_path / "val.jsonl",
+                    [{**r, "text": r["text"].upper() + ", SAID HE."} for r in rs])
+    report = check_manifests(corpus / "train.jsonl", val, check_config)
+    assert not [f for f in report.findings if f.severity != "info"], report.findings
+
+
+def test_transcript_that_normalizes_to_nothing_is_an_empty_transcript(corpus, check_config,
+                                                                     tmp_path):
+    rs = zoo.rows(corpus / "val.jsonl")
+    rs[2], rs[5] = {**rs[2], "text": "..."}, {**rs[5], "text": "?! --"}
+    report = check_manifests(corpus / "train.jsonl", zoo.write(tmp_path / "val.jsonl", rs),
+                             check_config)
+    assert "OOV_CHARACTERS" not in codes(report)
+    f, = only(report, "EMPTY_TRANSCRIPT")
+    assert f.evidence["ids"] == ["val_00002", "val_00005"]
+    assert f.evidence["texts"] == {"val_00002": "...", "val_00005": "?! --"}
+    assert "val_00002" in f.message and "only after text normalization" in f.message
+
+
+def with_speakers(manifest: Path, out: Path, speaker_of) -> Path:
+    rs = zoo.rows(manifest)
+    return zoo.write(out / manifest.name, [{**r, "speaker": speaker_of(i)} for i, r in enumerate(rs)])
+
+
+def test_seen_speakers_only_in_validation_is_an_info(corpus, check_config, tmp_path):
+    train = with_speakers(corpus / "train.jsonl", tmp_path / "t", lambda i: f"s{i % 4}")
+    val = with_speakers(corpus / "val.jsonl", tmp_path / "v", lambda i: f"s{i % 2}")
+    f, = only(check_manifests(train, val, check_config), "SEEN_SPEAKERS")
+    assert f.severity == "info"
+    assert f.evidence["train_speakers"] == 4 and f.evidence["val_speakers"] == 2
+    assert "--speakers" in f.remedy and "seen speakers only" in f.message
+
+
+@pytest.mark.parametrize("val_speaker", [lambda i: "new", lambda i: None])
+def test_no_seen_speakers_note_with_a_new_speaker_or_without_speakers(
+        corpus, check_config, tmp_path, val_speaker):
+    train = with_speakers(corpus / "train.jsonl", tmp_path / "t", lambda i: f"s{i % 4}")
+    val = with_speakers(corpus / "val.jsonl", tmp_path / "v",
+                        lambda i: val_speaker(i) if i == 0 else f"s{i % 2}")
+    assert "SEEN_SPEAKERS" not in codes(check_manifests(train, val, check_config))
 
 
 def test_transcript_too_long_for_its_audio(corpus, tmp_path):
