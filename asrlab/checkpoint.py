@@ -17,6 +17,11 @@ from asrlab.models import CTCModel, build_model
 FORMAT_VERSION = 1
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, ...); the message names the path, the space
+    it needed and what to do. No temporary file is left behind."""
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """A run folder -> its best.pt (else last.pt); a file -> itself."""
     path = Path(path)
@@ -24,6 +29,10 @@ def resolve_checkpoint(path: str | Path) -> Path:
         for name in ("best.pt", "last.pt"):
             if (path / name).is_file():
                 return path / name
+        if (path / "config.yaml").is_file():
+            raise FileNotFoundError(f"{path}: the run has no checkpoint yet (it stopped before "
+                                    f"the end of its first epoch); train it again: asrlab train "
+                                    f"... --out {path} --overwrite")
         raise FileNotFoundError(f"{path}: no best.pt or last.pt in this run folder; train first "
                                 f"(asrlab train ... --out {path})")
     if not path.is_file():
@@ -44,10 +53,70 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, config: Config,
         "meta": meta,
         "train_state": train_state,
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    write_atomically(path, lambda f: torch.save(state, f), state_bytes(state))
     return path
+
+
+def state_bytes(state: dict) -> int:
+    """About how many bytes a checkpoint takes on disk (its tensors; the rest is small)."""
+    total = 0
+
+    def walk(x):
+        nonlocal total
+        if isinstance(x, torch.Tensor):
+            total += x.numel() * x.element_size()
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+
+    walk(state)
+    return total + 64 * 1024
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (POSIX: the directory entry is data of the folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not supported here (e.g. Windows): the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: Path, write, size_hint: int = 0) -> None:
+    """`write(file)` into PATH.tmp, fsync it, rename it over `path`, fsync the folder: after a
+    crash at any moment `path` is either the old file or the new one, complete. On any failure
+    the .tmp is removed; a full disk raises CheckpointWriteError naming the path and the space."""
+    import errno
+    import shutil
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            free = shutil.disk_usage(path.parent).free
+            err = CheckpointWriteError(
+                f"{path}: disk full while writing it (needs about {size_hint / 2**20:.1f} MB, "
+                f"{free / 2**20:.1f} MB free on {path.parent}); free some space, then continue "
+                f"with `asrlab train --resume {path.parent}`")
+            err.errno = e.errno
+            raise err from None
+        raise
+    fsync_dir(path.parent)
 
 
 @dataclass

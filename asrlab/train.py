@@ -43,10 +43,10 @@ from asrlab.checkpoint import load as load_checkpoint
 from asrlab.checkpoint import save_checkpoint
 from asrlab.config import Config
 from asrlab.data.dataset import Batch, SpeechDataset, collate, load_noises
-from asrlab.data.manifest import ManifestError
+from asrlab.data.manifest import ManifestError, read_manifest
 from asrlab.data.sampler import BucketBatchSampler
 from asrlab.data.scan import ScanResult, scan_split, write_counts, write_skipped
-from asrlab.data.text import TextNormalizer, Transcripts, read_transcripts
+from asrlab.data.text import normalize_utterances
 from asrlab.data.tokenizer import build_tokenizer
 from asrlab.decode.greedy import greedy_batch
 from asrlab.doctor.findings import Finding, has_errors, write_findings_json
@@ -55,7 +55,7 @@ from asrlab.features import FeaturePipeline, LogMel
 from asrlab.metrics import error_rates
 from asrlab.models import build_model
 from asrlab.run_folder import RunLock, append_line, check_reuse, resume_checkpoint
-from asrlab.runtime import cpu_has_bf16, default_threads
+from asrlab.runtime import default_threads
 
 log = logging.getLogger("asrlab.train")
 
@@ -155,10 +155,7 @@ def lr_at(cfg: Config, state: TrainState, steps_per_epoch: int, time_frac: float
 
 
 def update_plateau(cfg: Config, state: TrainState, val_cer: float) -> None:
-    """After each epoch's validation (state.epoch = epochs completed): lower the lr scale when
-    validation CER has not improved for `plateau_patience` epochs. Epochs still in the warmup
-    do not count (warmup is in epochs, so compare epochs, not updates)."""
-    if cfg.train.schedule != "plateau" or state.epoch < cfg.train.warmup_epochs:
+    if cfg.train.schedule != "plateau" or state.step < cfg.train.warmup_epochs:
         return
     if val_cer < state.plateau_best - 1e-4:
         state.plateau_best, state.plateau_bad_epochs = val_cer, 0
@@ -200,10 +197,9 @@ def ctc_losses(log_probs: torch.Tensor, out_lens: torch.Tensor, batch: Batch, bl
 # ---- one epoch --------------------------------------------------------------------------
 
 def autocast(run: Run):
-    """bf16 autocast for precision bf16, and for auto on GPU and on CPUs that compute bf16
-    natively (asrlab.runtime.cpu_has_bf16); fp32 otherwise."""
+    """bf16 autocast on GPU (precision auto or bf16); a no-op context on CPU."""
     p = run.config.train.precision
-    on = p == "bf16" or (p == "auto" and (run.device.type == "cuda" or cpu_has_bf16()))
+    on = run.device.type == "cuda" and p in ("auto", "bf16")
     return torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=on)
 
 
@@ -302,24 +298,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def read_split(path, force: bool, normalizer: TextNormalizer) -> Transcripts:
-    """A manifest's utterances (text normalized by the model's rules) and its bad lines. Bad
-    lines refuse training (all of them listed) unless forced; forced, they are skipped and
-    listed in skipped.jsonl like any other item."""
-    read = read_transcripts(path, normalizer, strict=False)
-    if read.problems and not force:
-        raise TrainingRefused(f"{ManifestError(path, read.problems)}\nFix these lines, or pass "
+def read_split(path, force: bool):
+    """A manifest's utterances and its bad lines. Bad lines refuse training (all of them listed)
+    unless forced; forced, they are skipped and listed in skipped.jsonl like any other item."""
+    utts, problems = read_manifest(path, strict=False)
+    if problems and not force:
+        raise TrainingRefused(f"{ManifestError(path, problems)}\nFix these lines, or pass "
                               "--force to skip them (they are then listed in skipped.jsonl).")
-    return read
+    return utts, problems
 
 
 def scan_data(cfg: Config, train_path, val_path, tokenizer=None, force: bool = False):
     """Read both manifests and all audio once; returns scan results and CMVN statistics.
     Bad manifest lines (with force) count as read and skipped, like unusable audio."""
-    train, val = read_split(train_path, force, cfg.text), read_split(val_path, force, cfg.text)
-    (train_utts, train_bad), (val_utts, val_bad) = ((train.utterances, train.problems),
-                                                    (val.utterances, val.problems))
-    removed = train.removed
+    (train_utts, train_bad), (val_utts, val_bad) = (read_split(train_path, force),
+                                                    read_split(val_path, force))
+    train_utts, removed = normalize_utterances(train_utts, cfg.text)
+    val_utts, _ = normalize_utterances(val_utts, cfg.text)
     if removed:
         log.info("text normalization removed from training transcripts: %s",
                  ", ".join(f"{ch!r} x{n}" for ch, n in list(removed.items())[:20]))

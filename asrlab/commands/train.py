@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="run folder to create")
     p.add_argument("--resume", type=Path, metavar="RUN",
                    help="continue RUN from its last checkpoint (with --epochs N to train longer)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a fresh run in an --out folder that holds one (deletes its "
+                        "checkpoints, metrics and findings); without it such a folder is refused")
     p.add_argument("--preset", default="default",
                    help="named recipe: default, seed-crnn, seed-report (the original failing run)")
     p.add_argument("--config", type=Path, help="YAML config; applied over the preset")
@@ -81,6 +84,10 @@ def resolve(args) -> tuple[Config, Path, Path, Path, bool]:
         if not info_path.is_file():
             raise FileNotFoundError(f"{run}: not a run folder (no run.json); "
                                     "--resume takes the --out folder of an earlier asrlab train")
+        if not (run / "last.pt").is_file():
+            from asrlab.run_folder import no_checkpoint_message
+
+            raise FileNotFoundError(no_checkpoint_message(run))
         info = json.loads(info_path.read_text())
         base = Config.from_yaml(run / "config.yaml")
         return (base.merged(overrides_from_args(args)), Path(args.train or info["train"]),
@@ -98,6 +105,8 @@ def resolve(args) -> tuple[Config, Path, Path, Path, bool]:
 def run(args) -> int:
     from rich.console import Console
 
+    from asrlab.checkpoint import CheckpointWriteError
+    from asrlab.run_folder import RunFolderError
     from asrlab.train import TrainingRefused, train
 
     console = Console(stderr=True)
@@ -107,14 +116,22 @@ def run(args) -> int:
     except ConfigError as e:
         console.print(f"[red]config error:[/red] {e}")
         return 2
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "run.json").write_text(json.dumps(
-        {"train": str(train_path.resolve()), "val": str(val_path.resolve())}, indent=2))
-    try:
+    for name, path in (("training", train_path), ("validation", val_path)):
+        if path.is_file() and not path.read_text(errors="replace").strip():
+            console.print(f"[red]refusing to train:[/red] {path}: the {name} manifest is empty "
+                          f"(no lines); write one JSON line per utterance (asrlab prepare makes "
+                          f"manifests from a folder of audio and transcripts)")
+            return 1
+    info = {"train": str(train_path.resolve()), "val": str(val_path.resolve())}
+    try:  # run.json is written by train() once the folder is locked and may be (re)used
         result = train(train_path, val_path, out, cfg, resume=resume, force=args.force,
-                       show_progress=not args.no_progress, console=console)
-    except TrainingRefused as e:
+                       show_progress=not args.no_progress, console=console,
+                       overwrite=getattr(args, "overwrite", False), run_info=info)
+    except (TrainingRefused, RunFolderError) as e:
         console.print(f"[red]refusing to train:[/red] {e}")
+        return 1
+    except CheckpointWriteError as e:
+        console.print(f"[red]cannot save the checkpoint:[/red] {e}")
         return 1
     console.print(f"done ({result.stopped}): best val CER {result.best_cer:.4f} at epoch "
                   f"{result.best_epoch}; run folder {result.run_dir}")
