@@ -13,7 +13,8 @@
 
 `check_batch` takes its arguments exactly as `torch.nn.functional.ctc_loss` does and finds the
 mistakes that make CTC train on garbage without an error: LAYOUT_MISMATCH, NOT_LOG_PROBS,
-BLANK_IN_TARGETS, BAD_INPUT_LENGTHS, INFEASIBLE_LENGTH (and NaN outputs as DIVERGENCE).
+BLANK_IN_TARGETS, BAD_INPUT_LENGTHS, INFEASIBLE_LENGTH, EMPTY_TRANSCRIPT (zero-length targets,
+which ctc_loss accepts and then rewards blank on every frame) and NaN outputs as DIVERGENCE.
 `observe` / `findings` run the same `HealthTracker` as asrlab's own TrainingMonitor.
 """
 
@@ -30,6 +31,7 @@ from asrlab.doctor.stats import EmissionStats
 LOGSUMEXP_TOL = {torch.float32: 1e-3, torch.float64: 1e-6}  # |logsumexp| allowed; 16-bit: 2e-2
 PADDING_RUN = 0.1  # trailing identical frames (share of T) that betray zero padding
 MAX_LISTED = 20  # utterances named in evidence
+EMPTY_ERROR_FRACTION = 0.1  # zero-length targets in more than this share of a batch: an error
 
 
 def _as_tensor(x, dtype=torch.long) -> torch.Tensor:
@@ -136,7 +138,19 @@ def split_targets(targets: torch.Tensor, target_lengths: torch.Tensor, n: int
 def check_targets(rows: list[torch.Tensor], blank: int, vocab: int, ids=None) -> list[Finding]:
     with_blank = [i for i, r in enumerate(rows) if bool((r == blank).any())]
     outside = [i for i, r in enumerate(rows) if r.numel() and bool(((r < 0) | (r >= vocab)).any())]
+    empty = [i for i, r in enumerate(rows) if r.numel() == 0]
     out = []
+    if empty:
+        frac = len(empty) / len(rows)
+        out.append(Finding(
+            "EMPTY_TRANSCRIPT", "error" if frac > EMPTY_ERROR_FRACTION else "warning",
+            f"{len(empty)} of {len(rows)} target sequence(s) have length 0: ctc_loss accepts "
+            f"them and then rewards blank on every frame of those utterances",
+            {"kind": "zero-length-target", "utterances": _names(empty, ids),
+             "fraction": round(frac, 4)},
+            "drop utterances without transcript (or whose transcript the text normalization "
+            "empties) before batching; if all targets are empty, check that target_lengths "
+            "are the label counts"))
     if with_blank:
         tail = all(bool((rows[i][int((rows[i] == blank).nonzero()[0]):] == blank).all())
                    for i in with_blank)

@@ -136,3 +136,28 @@ def test_doctor_object_batch_first(batch):
     doc = CTCDoctor(batch_first=True)
     assert doc.check_batch(batch["lp"].transpose(0, 1), batch["olens"], batch["targets"],
                            batch["tlens"]) == []
+
+
+def test_zero_length_targets_are_named(batch):
+    """ctc_loss takes a zero-length target without complaint (its loss is -log P(all blank)),
+    so an utterance whose transcript is empty teaches blank: check_batch names it."""
+    tlens = batch["tlens"].clone()
+    rows = list(torch.split(batch["targets"], batch["tlens"].tolist()))
+    rows[3] = rows[3][:0]
+    tlens[3] = 0
+    targets = torch.cat(rows)
+    assert torch.isfinite(F.ctc_loss(batch["lp"], targets, batch["olens"], tlens,
+                                     reduction="none")).all()  # no error from PyTorch
+    f, = run(batch, targets=targets, target_lengths=tlens)
+    assert f.code == "EMPTY_TRANSCRIPT" and f.severity == "error"  # 1 of 8 > 10%
+    assert f.evidence["utterances"] == [batch["ids"][3]]
+
+
+def test_one_zero_length_target_in_a_large_batch_is_a_warning():
+    lp = torch.randn(30, 12, 5).log_softmax(-1)
+    targets = torch.ones(12, 3, dtype=torch.long)
+    tlens = torch.full((12,), 3)
+    tlens[7] = 0
+    f, = check_batch(lp, torch.full((12,), 30), targets, tlens)
+    assert f.code == "EMPTY_TRANSCRIPT" and f.severity == "warning"
+    assert f.evidence["utterances"] == [7]

@@ -75,28 +75,102 @@ def test_classes_need_their_frameworks():
         integ.NoSuchThing  # noqa: B018
 
 
-def test_lightning_callback_end_to_end():
-    pl = pytest.importorskip("lightning.pytorch")
+# ---- the callbacks in their real trainers (lightning and transformers are in the test extra) --
+
+def lightning_fit(log_probs_of, steps: int = 6):
+    """A tiny CTC model in a real Lightning Trainer. `log_probs_of(logits)` is the model's
+    output step: log_softmax when wired right. The output layer starts with blank winning
+    (as every CTC model soon does): the healthy run is in the normal blank phase."""
+    import lightning.pytorch as pl
 
     class Tiny(pl.LightningModule):
         def __init__(self):
             super().__init__()
             self.lin = torch.nn.Linear(4, 6)
+            with torch.no_grad():
+                self.lin.bias[0] = 6.0
 
         def training_step(self, batch, _):
             x, = batch
-            lp = self.lin(x).log_softmax(-1).transpose(0, 1)  # (T, N, C)
+            lp = log_probs_of(self.lin(x)).transpose(0, 1)  # (T, N, C)
             lens = torch.full((x.shape[0],), x.shape[1])
-            targets = torch.ones(x.shape[0], 2, dtype=torch.long)
-            loss = torch.nn.functional.ctc_loss(lp, targets, lens, torch.full_like(lens, 2))
-            return {"loss": loss, "log_probs": lp.detach(), "output_lengths": lens}
+            targets = torch.tensor([[1, 2]] * x.shape[0])
+            tlens = torch.full_like(lens, 2)
+            loss = torch.nn.functional.ctc_loss(lp, targets, lens, tlens)
+            return {"loss": loss, "log_probs": lp.detach(), "output_lengths": lens,
+                    "targets": targets, "target_lengths": tlens}
 
         def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
+            return torch.optim.SGD(self.parameters(), lr=0.01)
 
-    cb = integ.DoctorLightningCallback(every=1)
+    torch.manual_seed(0)
+    cb = integ.DoctorLightningCallback(every=2)
     data = torch.utils.data.TensorDataset(torch.randn(8, 10, 4))
-    trainer = pl.Trainer(max_steps=4, callbacks=[cb], logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False)
+    trainer = pl.Trainer(max_steps=steps, callbacks=[cb], logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
     trainer.fit(Tiny(), torch.utils.data.DataLoader(data, batch_size=4))
-    assert len(cb.doctor.history) == 4
+    return cb, trainer
+
+
+def test_lightning_callback_healthy_run():
+    cb, trainer = lightning_fit(lambda logits: logits.log_softmax(-1))
+    assert len(cb.doctor.history) == 3  # 6 updates, one observation every 2
+    assert "UNDERTRAINED" in [f.code for f in cb.findings]  # the blank phase, reported
+    assert not [f for f in cb.findings if f.severity == "error"]
+    assert float(trainer.callback_metrics["doctor/errors"]) == 0
+
+
+def test_lightning_callback_names_a_wiring_fault():
+    """softmax instead of log_softmax: ctc_loss raises nothing, the doctor names it."""
+    cb, trainer = lightning_fit(lambda logits: logits.softmax(-1))
+    f, = [f for f in cb.findings if f.code == "NOT_LOG_PROBS"]
+    assert f.severity == "error" and f.evidence["kind"] == "softmax"
+    assert float(trainer.callback_metrics["doctor/errors"]) >= 1
+
+
+def hf_fit(tmp_path, label_pad: int, steps: int = 4):
+    """A tiny Wav2Vec2ForCTC in a real transformers Trainer; labels padded with `label_pad`
+    (-100 is HF's convention; the pad token, 0, is CTC's blank: the classic collator bug)."""
+    from transformers import Trainer, TrainingArguments, Wav2Vec2Config, Wav2Vec2ForCTC
+
+    torch.manual_seed(0)
+    cfg = Wav2Vec2Config(vocab_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, conv_dim=(16, 16), conv_stride=(5, 4),
+                         conv_kernel=(10, 8), num_conv_pos_embeddings=16,
+                         num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
+                         do_stable_layer_norm=True, pad_token_id=0, mask_time_prob=0.0,
+                         layerdrop=0.0, ctc_loss_reduction="mean")
+    model = Wav2Vec2ForCTC(cfg)
+    with torch.no_grad():
+        model.lm_head.bias[0] = 6.0  # blank wins from the start: the normal blank phase
+    data = [{"input_values": torch.randn(3200), "labels": torch.randint(1, 8, (2 + i % 3,))}
+            for i in range(16)]
+
+    def collate(items):
+        labels = torch.nn.utils.rnn.pad_sequence([it["labels"] for it in items],
+                                                 batch_first=True, padding_value=label_pad)
+        x = torch.stack([it["input_values"] for it in items])
+        return {"input_values": x, "attention_mask": torch.ones_like(x, dtype=torch.long),
+                "labels": labels}
+
+    args = TrainingArguments(output_dir=str(tmp_path / "hf"), max_steps=steps,
+                             per_device_train_batch_size=4, learning_rate=1e-3, report_to=[],
+                             save_strategy="no", logging_strategy="no", disable_tqdm=True,
+                             use_cpu=True, dataloader_num_workers=0)
+    cb = integ.DoctorTrainerCallback(every=2)
+    Trainer(model=model, args=args, train_dataset=data, data_collator=collate,
+            callbacks=[cb]).train()
+    return cb
+
+
+def test_hf_trainer_callback_healthy_run(tmp_path):
+    cb = hf_fit(tmp_path, label_pad=-100)
+    assert len(cb.doctor.history) == 2  # 4 updates, one observation every 2
+    assert "UNDERTRAINED" in [f.code for f in cb.findings]
+    assert not [f for f in cb.findings if f.severity == "error"]
+
+
+def test_hf_trainer_callback_names_labels_padded_with_the_blank(tmp_path):
+    cb = hf_fit(tmp_path, label_pad=0)
+    f, = [f for f in cb.findings if f.code == "BLANK_IN_TARGETS"]
+    assert f.severity == "error" and "padding" in f.message
