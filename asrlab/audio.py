@@ -232,6 +232,15 @@ def decode_audio_bytes(data: bytes, sample_rate: int = 16000,
         return _decode(f, "", sample_rate, 0.0, None, limits)
 
 
+def check_samples(wave: np.ndarray, name: str = "") -> None:
+    """Refuse what cannot be recognized (the server's 422s; the CLI's errors): no samples, or
+    NaN/infinite samples. `name` ("FILE: ") starts the message."""
+    if wave.size == 0:
+        raise AudioError(f"{name}the audio file has no samples")
+    if not np.isfinite(wave).all():
+        raise AudioError(f"{name}the audio has non-finite samples (NaN or infinity)")
+
+
 def audio_info(path: str | Path) -> AudioInfo:
     """The header of `path` (no decoding); AudioError naming the file."""
     with _open(str(path), f"{path}: ") as f:

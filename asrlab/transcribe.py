@@ -6,6 +6,12 @@
 
 The ONNX path imports neither torch nor asrlab.inference: `--onnx` runs with onnxruntime alone.
 Times are in seconds (encoder frames x frame_seconds); see asrlab.words for the confidence.
+
+Audio longer than one window (ChunkConfig, 30 s) goes through asrlab.longform: overlapping
+windows read from the file one at a time, so memory stays flat with the audio's length (an hour
+of audio takes what 30 s take, plus the stitched log-probs: about 10 MB per hour). Files are
+checked against `AudioLimits` from their header before decoding; empty and NaN/inf audio are
+refused with AudioError, as the server refuses them.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from asrlab.audio import AudioLimits, AudioReader, check_samples, load_audio
 from asrlab.decode import make_decoder
+from asrlab.longform import ArraySource, ChunkConfig, windows_log_probs
 from asrlab.words import Word, words_for
 
 
@@ -53,31 +61,61 @@ def load_recognizer(model: str | Path | None = None, onnx: str | Path | None = N
 class Transcriber:
     """Recognizer + decoder + word timing. Safe to call from several threads at once."""
 
-    def __init__(self, recognizer, decoder):
+    def __init__(self, recognizer, decoder, limits: AudioLimits = AudioLimits(),
+                 chunking: ChunkConfig = ChunkConfig()):
         self.rec, self.decoder = recognizer, decoder
+        self.limits, self.chunking = limits.validate(), chunking.validate()
 
     @classmethod
-    def from_args(cls, args) -> "Transcriber":
+    def from_args(cls, args, limits: AudioLimits | None = None) -> "Transcriber":
         rec = load_recognizer(getattr(args, "model", None), getattr(args, "onnx", None),
                               getattr(args, "threads", None))
-        return cls(rec, make_decoder(args, rec.tokenizer))
+        return cls(rec, make_decoder(args, rec.tokenizer), limits or AudioLimits())
 
     @property
     def sample_rate(self) -> int:
         return self.rec.sample_rate
 
+    @property
+    def window_samples(self) -> int:
+        return int(self.chunking.window_s * self.rec.sample_rate)
+
     def transcribe_waves(self, waves: list[np.ndarray]) -> list[Transcript]:
-        """Several waveforms in one batched forward pass (the server micro-batches with it)."""
-        if not waves:
-            return []
-        return [self._decode(lp, round(len(w) / self.rec.sample_rate, 3))
-                for w, lp in zip(waves, self.rec.log_probs(waves))]
+        """Several waveforms in one batched forward pass (the server micro-batches with it);
+        any longer than a window goes through overlapping windows on its own."""
+        for w in waves:
+            check_samples(w)
+        sr = self.rec.sample_rate
+        short = [i for i, w in enumerate(waves) if len(w) <= self.window_samples]
+        out: list[Transcript | None] = [None] * len(waves)
+        if short:
+            for i, lp in zip(short, self.rec.log_probs([waves[i] for i in short])):
+                out[i] = self._decode(lp, round(len(waves[i]) / sr, 3))
+        for i, w in enumerate(waves):
+            if out[i] is None:
+                lp, n = windows_log_probs(self.rec.log_probs, ArraySource(w), sr,
+                                          self.rec.frame_seconds, self.chunking)
+                out[i] = self._decode(lp, round(n / sr, 3))
+        return out  # type: ignore[return-value]
 
     def transcribe_wave(self, wave: np.ndarray) -> dict:
         return self.transcribe_waves([wave])[0].to_dict()
 
     def transcribe_file(self, path: str | Path) -> dict:
-        return self.transcribe_wave(self.rec.load(path))
+        """A file of any length: read whole when it is at most one window, else window by
+        window (never all in memory). AudioError naming the file for what cannot be used."""
+        sr, name = self.rec.sample_rate, f"{path}: "
+        with AudioReader(path, sr, self.limits) as reader:
+            n = reader.num_samples
+            if n is not None and n <= self.window_samples:
+                wave = load_audio(path, sr, limits=self.limits)
+                check_samples(wave, name)
+                return self.transcribe_wave(wave)
+            lp, total = windows_log_probs(self.rec.log_probs, reader, sr, self.rec.frame_seconds,
+                                          self.chunking, lambda w: check_samples(w, name))
+        if total == 0:
+            check_samples(np.zeros(0, np.float32), name)
+        return self._decode(lp, round(total / sr, 3)).to_dict()
 
     def _decode(self, log_probs: np.ndarray, duration: float) -> Transcript:
         hyp = self.decoder.decode(log_probs)

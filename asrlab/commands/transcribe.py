@@ -15,7 +15,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx", type=Path, help="exported model.onnx (onnxruntime only, no torch)")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
+    add_audio_limit_arguments(p)
     add_decoder_arguments(p)
+
+
+def add_audio_limit_arguments(p: argparse.ArgumentParser, seconds: float = 4 * 3600) -> None:
+    """--max-audio-seconds / --max-decoded-samples: asrlab.audio.AudioLimits, checked from each
+    file's header before decoding (transcribe and evaluate)."""
+    p.add_argument("--max-audio-seconds", type=float, default=seconds,
+                   help=f"refuse longer audio (default {seconds:g}); long files are read in "
+                        f"30 s windows, so memory does not grow with this")
+    p.add_argument("--max-decoded-samples", type=int, default=None,
+                   help="channels x frames a file may decode to (default: max-audio-seconds x "
+                        "96000, i.e. stereo 48 kHz); refuses decompression bombs such as 8 "
+                        "channels at 655 kHz")
+
+
+def audio_limits(args):
+    from asrlab.audio import AudioLimits
+
+    return AudioLimits(max_seconds=args.max_audio_seconds,
+                       max_decoded_samples=args.max_decoded_samples).validate()
 
 
 def run(args) -> int:
@@ -24,7 +44,7 @@ def run(args) -> int:
 
     if args.model is None and args.onnx is None:
         raise ValueError("--model RUN (a run folder or checkpoint) or --onnx model.onnx is required")
-    tr = Transcriber.from_args(args)
+    tr = Transcriber.from_args(args, audio_limits(args))
     status = 0
     for path in args.files:
         try:
