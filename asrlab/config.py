@@ -123,6 +123,11 @@ class TrainConfig:
     # auto: bf16 autocast on cuda and on CPUs with native bf16 (AVX512_BF16/AMX), else fp32
     precision: str = "auto"  # auto | fp32 | bf16
     num_workers: int = 0  # DataLoader workers (features are cheap next to the model on CPU)
+    # Fine-tuning: start from this run folder's (or checkpoint's) weights, same architecture;
+    # a fresh optimizer and schedule in a new run folder (not --resume). See FINETUNE_TRAIN.
+    init_from: str | None = None
+    recompute_cmvn: bool = False  # estimate CMVN on this training set instead of keeping it
+    freeze_encoder_epochs: int = 0  # train only the output layer for the first N epochs
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,11 @@ class Config:
         if not 0.5 <= low <= high <= 2.0:
             problems.append(f"augment.vtlp must be [low, high] with 0.5 <= low <= high <= 2.0, "
                             f"got [{low}, {high}]: e.g. [0.9, 1.1], or [1.0, 1.0] for off")
+        if self.train.freeze_encoder_epochs < 0:
+            problems.append("train.freeze_encoder_epochs must be >= 0 (0: nothing frozen)")
+        if self.train.freeze_encoder_epochs and not self.train.init_from:
+            problems.append("train.freeze_encoder_epochs freezes a trained encoder: give "
+                            "--init-from RUN too, or set it to 0")
         problems += _augment_problems(self.augment)
         if problems:
             raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
@@ -318,6 +328,12 @@ PRESETS: dict[str, Config] = {
                           warmup_epochs=5, batch_size=8, sort_first_epoch=False,
                           early_stop_patience=1000)),
 }
+# Fine-tuning defaults, applied by `asrlab train --init-from` to every value the user did not
+# set (and the `finetune` preset): a short warmup (the weights are already good), a peak rate a
+# sixth of training from scratch, fewer epochs and earlier stopping (little data overfits).
+FINETUNE_TRAIN = {"lr": 5e-4, "warmup_epochs": 0.2, "epochs": 20, "early_stop_patience": 6}
+PRESETS["finetune"] = replace(PRESETS["default"],
+                              train=replace(PRESETS["default"].train, **FINETUNE_TRAIN))
 # The failing run itself: everything above plus xavier_uniform(gain=0.1) on every weight.
 PRESETS["seed-report"] = replace(
     PRESETS["seed-crnn"], model=replace(PRESETS["seed-crnn"].model, init="xavier", init_gain=0.1))

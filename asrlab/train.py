@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -43,10 +44,10 @@ from asrlab.checkpoint import load as load_checkpoint
 from asrlab.checkpoint import save_checkpoint
 from asrlab.config import Config
 from asrlab.data.dataset import Batch, SpeechDataset, collate, load_noises
-from asrlab.data.manifest import ManifestError, read_manifest
+from asrlab.data.manifest import ManifestError
 from asrlab.data.sampler import BucketBatchSampler
 from asrlab.data.scan import ScanResult, scan_split, write_counts, write_skipped
-from asrlab.data.text import normalize_utterances
+from asrlab.data.text import TextNormalizer, Transcripts, read_transcripts
 from asrlab.data.tokenizer import build_tokenizer
 from asrlab.decode.greedy import greedy_batch
 from asrlab.doctor.findings import Finding, has_errors, write_findings_json
@@ -55,7 +56,7 @@ from asrlab.features import FeaturePipeline, LogMel
 from asrlab.metrics import error_rates
 from asrlab.models import build_model
 from asrlab.run_folder import RunLock, append_line, check_reuse, resume_checkpoint
-from asrlab.runtime import default_threads
+from asrlab.runtime import cpu_has_bf16, default_threads
 
 log = logging.getLogger("asrlab.train")
 
@@ -155,7 +156,10 @@ def lr_at(cfg: Config, state: TrainState, steps_per_epoch: int, time_frac: float
 
 
 def update_plateau(cfg: Config, state: TrainState, val_cer: float) -> None:
-    if cfg.train.schedule != "plateau" or state.step < cfg.train.warmup_epochs:
+    """After each epoch's validation (state.epoch = epochs completed): lower the lr scale when
+    validation CER has not improved for `plateau_patience` epochs. Epochs still in the warmup
+    do not count (warmup is in epochs, so compare epochs, not updates)."""
+    if cfg.train.schedule != "plateau" or state.epoch < cfg.train.warmup_epochs:
         return
     if val_cer < state.plateau_best - 1e-4:
         state.plateau_best, state.plateau_bad_epochs = val_cer, 0
@@ -197,9 +201,10 @@ def ctc_losses(log_probs: torch.Tensor, out_lens: torch.Tensor, batch: Batch, bl
 # ---- one epoch --------------------------------------------------------------------------
 
 def autocast(run: Run):
-    """bf16 autocast on GPU (precision auto or bf16); a no-op context on CPU."""
+    """bf16 autocast for precision bf16, and for auto on GPU and on CPUs that compute bf16
+    natively (asrlab.runtime.cpu_has_bf16); fp32 otherwise."""
     p = run.config.train.precision
-    on = run.device.type == "cuda" and p in ("auto", "bf16")
+    on = p == "bf16" or (p == "auto" and (run.device.type == "cuda" or cpu_has_bf16()))
     return torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=on)
 
 
@@ -298,23 +303,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def read_split(path, force: bool):
-    """A manifest's utterances and its bad lines. Bad lines refuse training (all of them listed)
-    unless forced; forced, they are skipped and listed in skipped.jsonl like any other item."""
-    utts, problems = read_manifest(path, strict=False)
-    if problems and not force:
-        raise TrainingRefused(f"{ManifestError(path, problems)}\nFix these lines, or pass "
+def read_split(path, force: bool, normalizer: TextNormalizer) -> Transcripts:
+    """A manifest's utterances (text normalized by the model's rules) and its bad lines. Bad
+    lines refuse training (all of them listed) unless forced; forced, they are skipped and
+    listed in skipped.jsonl like any other item."""
+    read = read_transcripts(path, normalizer, strict=False)
+    if read.problems and not force:
+        raise TrainingRefused(f"{ManifestError(path, read.problems)}\nFix these lines, or pass "
                               "--force to skip them (they are then listed in skipped.jsonl).")
-    return utts, problems
+    return read
 
 
 def scan_data(cfg: Config, train_path, val_path, tokenizer=None, force: bool = False):
     """Read both manifests and all audio once; returns scan results and CMVN statistics.
     Bad manifest lines (with force) count as read and skipped, like unusable audio."""
-    (train_utts, train_bad), (val_utts, val_bad) = (read_split(train_path, force),
-                                                    read_split(val_path, force))
-    train_utts, removed = normalize_utterances(train_utts, cfg.text)
-    val_utts, _ = normalize_utterances(val_utts, cfg.text)
+    train, val = read_split(train_path, force, cfg.text), read_split(val_path, force, cfg.text)
+    (train_utts, train_bad), (val_utts, val_bad) = ((train.utterances, train.problems),
+                                                    (val.utterances, val.problems))
+    removed = train.removed
     if removed:
         log.info("text normalization removed from training transcripts: %s",
                  ", ".join(f"{ch!r} x{n}" for ch, n in list(removed.items())[:20]))
@@ -389,6 +395,7 @@ class Setup:
     train_loader: object
     val_loader: object
     callbacks: list
+    notes: list[str] = field(default_factory=list)  # for the console (e.g. --init-from)
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, is_main: bool, overwrite: bool = False,
@@ -404,12 +411,131 @@ def prepare_run_dir(run_dir: Path, resume: bool, is_main: bool, overwrite: bool 
         (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
 
 
+# ---- fine-tuning (--init-from) ------------------------------------------------------------
+
+# Settings that do not change the network's shape: they may differ from the source model.
+NON_ARCHITECTURE = {"dropout", "init", "init_gain"}
+
+
+def architecture_differences(cfg: Config, source: Config) -> list[str]:
+    """'section.key: source A, this run B' for every feature or model setting that would make
+    the source's weights meaningless here (dropout and initialization may differ)."""
+    out = []
+    for section in ("features", "model"):
+        mine, theirs = asdict(getattr(cfg, section)), asdict(getattr(source, section))
+        for key in mine:
+            if section == "model" and key in NON_ARCHITECTURE:
+                continue
+            if mine[key] != theirs[key]:
+                out.append(f"{section}.{key}: source {theirs[key]!r}, this run {mine[key]!r}")
+    return out
+
+
+def load_init(cfg: Config, device):
+    """The --init-from checkpoint, checked against this run's architecture."""
+    path = cfg.train.init_from
+    try:
+        source = load_checkpoint(path, device=device)
+    except (FileNotFoundError, ValueError) as e:
+        raise TrainingRefused(f"--init-from {path}: {e}") from None
+    differ = architecture_differences(cfg, source.config)
+    if differ:
+        raise TrainingRefused(
+            f"--init-from {path}: the model to fine-tune has another architecture than this "
+            f"run:\n  " + "\n  ".join(differ) + "\nDrop the settings that change it (with "
+            f"--init-from, asrlab train takes the source's model and features by default), or "
+            f"train from scratch without --init-from.")
+    return source
+
+
+def init_tokenizer(cfg: Config, source, train_path):
+    """The source's vocabulary when it can spell every training transcript (and the tokenizer
+    settings agree); None otherwise: a new vocabulary and a new output layer."""
+    if cfg.tokenizer != source.config.tokenizer or (
+            cfg.tokenizer == "bpe" and cfg.vocab_size != source.config.vocab_size):
+        return None
+    utts = read_transcripts(train_path, cfg.text, strict=False).utterances
+    if any(source.tokenizer.oov(u.text) for u in utts):
+        return None
+    return source.tokenizer
+
+
+def init_model(cfg: Config, source, tokenizer) -> tuple[torch.nn.Module, str]:
+    """A model with the source's weights; the output layer is new when the vocabulary is.
+    Returns (model, what was done, for the log and the console)."""
+    model = build_model(cfg.model, cfg.features.n_mels, tokenizer.vocab_size)
+    weights = source.model.state_dict()
+    same = tokenizer.to_dict() == source.tokenizer.to_dict()
+    if same:
+        model.load_state_dict(weights)
+        return model, (f"initialized from {source.path}: every weight, vocabulary of "
+                       f"{tokenizer.vocab_size} symbols kept")
+    head = {k for k in weights if k.startswith("head.")}
+    model.load_state_dict({k: v for k, v in weights.items() if k not in head}, strict=False)
+    return model, (f"initialized from {source.path}: encoder weights kept; output layer "
+                   f"re-initialized because the vocabulary differs (source "
+                   f"{source.tokenizer.vocab_size} symbols, this run {tokenizer.vocab_size}: "
+                   f"{vocabulary_change(source.tokenizer, tokenizer)})")
+
+
+def vocabulary_change(old, new) -> str:
+    if old.kind != new.kind:
+        return f"{old.kind} -> {new.kind} tokenizer"
+    added = [s for s in new.to_dict().get("symbols", []) if s not in set(old.to_dict().get(
+        "symbols", []))]
+    return f"new symbols {''.join(added)!r}" if added else "different symbols"
+
+
+class EncoderFreeze:
+    """Callback: for the first N epochs only the output layer learns. The encoder's weights
+    have requires_grad off (AdamW skips them, weight decay included) and it runs in eval mode
+    (dropout off, BatchNorm statistics not updated), so it stays exactly as it was loaded."""
+
+    def __init__(self, epochs: int):
+        self.epochs, self.hook = epochs, None
+
+    def on_train_start(self, run) -> None:
+        if run.state.epoch < self.epochs:
+            encoder = run.model.encoder
+            for p in encoder.parameters():
+                p.requires_grad_(False)
+            self.hook = encoder.register_forward_pre_hook(self._eval)
+            run.log.info("encoder frozen for the first %d epoch(s): only the output layer "
+                         "trains", self.epochs)
+
+    @staticmethod
+    def _eval(module, _inputs) -> None:  # returns None: the inputs pass unchanged
+        module.eval()
+
+    def on_epoch_end(self, run, metrics, emissions) -> list:
+        if self.hook is not None and run.state.epoch >= self.epochs:
+            for p in run.model.encoder.parameters():
+                p.requires_grad_(True)
+            self.hook.remove()
+            self.hook = None
+            run.log.info("epoch %d: encoder unfrozen", run.state.epoch)
+        return []
+
+
 def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val_path,
                 ckpt, force: bool, callbacks: list | None) -> Setup:
-    tr, va, tokenizer, stats = scan_data(cfg, train_path, val_path,
-                                         ckpt.tokenizer if ckpt else None, force)
+    source = load_init(cfg, d.device) if cfg.train.init_from and ckpt is None else None
+    known = ckpt.tokenizer if ckpt else init_tokenizer(cfg, source, train_path) if source else None
+    tr, va, tokenizer, stats = scan_data(cfg, train_path, val_path, known, force)
     if ckpt is not None:
         stats = ckpt.stats  # keep the statistics the model was trained with
+    notes = []
+    if source is not None:
+        model, note = init_model(cfg, source, tokenizer)
+        notes.append(note)
+        if cfg.train.recompute_cmvn:
+            notes.append(f"feature statistics (CMVN) recomputed on {train_path}")
+        else:
+            stats = source.stats
+            notes.append(f"feature statistics (CMVN) kept from {source.path} "
+                         f"(--recompute-cmvn to estimate them on this training set)")
+        for note in notes:
+            log.info("%s", note)
     if d.is_main:
         cfg.to_yaml(run_dir / "config.yaml")
         write_skipped(run_dir / "skipped.jsonl", [tr, va])
@@ -420,7 +546,9 @@ def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val
     log.info("train: %d used, %d skipped; val: %d used, %d skipped; vocabulary %d symbols",
              len(tr.used), len(tr.skipped), len(va.used), len(va.skipped), tokenizer.vocab_size)
 
-    model = ckpt.model if ckpt else build_model(cfg.model, cfg.features.n_mels, tokenizer.vocab_size)
+    if source is None:
+        model = ckpt.model if ckpt else build_model(cfg.model, cfg.features.n_mels,
+                                                    tokenizer.vocab_size)
     model.to(d.device)
     optimizer = make_optimizer(cfg, model)
     state = TrainState()
@@ -447,8 +575,11 @@ def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val
                                      num_replicas=d.world, rank=d.rank)
     run = Run(run_dir, cfg, tokenizer, model, state, len(sampler), d)
     cbs = list(callbacks or []) + default_callbacks(cfg, run_dir, d.is_main)
+    if cfg.train.freeze_encoder_epochs > 0:
+        cbs.insert(0, EncoderFreeze(cfg.train.freeze_encoder_epochs))
     return Setup(run, ddp_model, optimizer, stats, train_ds, sampler,
-                 make_loader(train_ds, sampler, cfg), make_loader(val_ds, val_sampler, cfg), cbs)
+                 make_loader(train_ds, sampler, cfg), make_loader(val_ds, val_sampler, cfg), cbs,
+                 notes)
 
 
 def run_epoch(s: Setup, progress, deadline: float, t_start: float, budget_s: float | None
@@ -513,6 +644,10 @@ def _train(train_path, val_path, run_dir: Path, config: Config, d, resume: bool,
                                           int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     s = build_setup(run_dir, cfg, d, train_path, val_path, ckpt, force, callbacks)
     run, state = s.run, s.run.state
+    if d.is_main:
+        for note in s.notes:  # --init-from: what was kept and what re-initialized
+            console.print(f"fine-tuning: {note}", highlight=False, soft_wrap=True) \
+                if console is not None else print(f"fine-tuning: {note}", file=sys.stderr)
     for cb in s.callbacks:
         if hasattr(cb, "on_train_start"):
             cb.on_train_start(run)

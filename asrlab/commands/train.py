@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from asrlab.config import Config, ConfigError, preset
+from asrlab.config import FINETUNE_TRAIN, Config, ConfigError, preset
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="start a fresh run in an --out folder that holds one (deletes its "
                         "checkpoints, metrics and findings); without it such a folder is refused")
     p.add_argument("--preset", default="default",
-                   help="named recipe: default, seed-crnn, seed-report (the original failing run)")
+                   help="named recipe: default, finetune (what --init-from fills in), seed-crnn, "
+                        "seed-report (the original failing run)")
     p.add_argument("--config", type=Path, help="YAML config; applied over the preset")
     p.add_argument("--model", help="model name: crnn-sub4 (default), seed-crnn, conformer")
     p.add_argument("--epochs", type=int)
@@ -37,6 +38,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="any config value, e.g. --set augment.freq_masks=0 (YAML syntax)")
+    p.add_argument("--init-from", metavar="RUN_OR_CHECKPOINT",
+                   help="fine-tune: start from this trained model's weights (same architecture; "
+                        "its model and feature settings are taken unless you set them), in a new "
+                        "run folder with a fresh optimizer; fine-tuning defaults (lr 5e-4, "
+                        "warmup 0.2 epochs, 20 epochs, early stop 6) fill what you do not set")
+    p.add_argument("--recompute-cmvn", action="store_true", default=None,
+                   help="with --init-from: estimate the feature statistics on this training set "
+                        "(default: keep the source model's)")
+    p.add_argument("--freeze-encoder-epochs", type=int, metavar="N",
+                   help="with --init-from: train only the output layer for the first N epochs")
     p.add_argument("--force", action="store_true", help="train even if the checks find errors")
     p.add_argument("--no-progress", action="store_true", help="plain log lines, no progress bar")
 
@@ -73,7 +84,48 @@ def overrides_from_args(args) -> dict:
             o.setdefault(section, {})[name] = yaml.safe_load(value)
         else:
             o[section] = yaml.safe_load(value)
+    put("train", "init_from", getattr(args, "init_from", None))
+    put("train", "recompute_cmvn", getattr(args, "recompute_cmvn", None))
+    put("train", "freeze_encoder_epochs", getattr(args, "freeze_encoder_epochs", None))
+    if getattr(args, "init_from", None):
+        o = finetune_overrides(args, o)
     return o
+
+
+def finetune_overrides(args, user: dict) -> dict:
+    """With --init-from: the source model's features, model, text rules and tokenizer settings
+    (so that its weights fit), and config.FINETUNE_TRAIN under the default preset, for every
+    key neither a flag, --set nor the --config file sets; the user's values on top."""
+    from asrlab.checkpoint import load
+
+    try:
+        source = load(args.init_from).config.to_dict()
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"--init-from {args.init_from}: {e}") from None
+    set_by_user = {(section, key) for section, values in user.items()
+                   for key in (values if isinstance(values, dict) else [None])}
+    if getattr(args, "config", None):
+        data = yaml.safe_load(Path(args.config).read_text()) or {}
+        set_by_user |= {(section, key) for section, values in data.items()
+                        for key in (values if isinstance(values, dict) else [None])}
+    base: dict = {}
+    for section in ("features", "model", "text"):
+        for key, value in source[section].items():
+            if (section, key) not in set_by_user and (section, None) not in set_by_user:
+                base.setdefault(section, {})[key] = value
+    for key in ("tokenizer", "vocab_size"):
+        if (key, None) not in set_by_user:
+            base[key] = source[key]
+    if getattr(args, "preset", "default") == "default":
+        for key, value in FINETUNE_TRAIN.items():
+            if ("train", key) not in set_by_user:
+                base.setdefault("train", {})[key] = value
+    for section, values in user.items():
+        if isinstance(values, dict):
+            base.setdefault(section, {}).update(values)
+        else:
+            base[section] = values
+    return base
 
 
 def resolve(args) -> tuple[Config, Path, Path, Path, bool]:
