@@ -2,8 +2,10 @@
 
 Writes `report.json` (`{"wer", "cer", "n", "empty", ...}`) and, beside it,
 `<report>.utterances.jsonl` with reference, hypothesis and error counts for every utterance.
-Utterances whose audio cannot be read are listed in the report under `skipped`, never dropped
-silently.
+Utterances whose audio cannot be used (missing, unreadable, over the `AudioLimits`, empty or
+NaN/inf, as the server refuses them) are listed in the report under `skipped_items`, never
+dropped silently; `asrlab evaluate` exits non-zero when any were skipped, unless
+--allow-missing.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from asrlab.audio import AudioError
+from asrlab.audio import AudioError, AudioLimits, check_samples, load_audio
 from asrlab.data.text import read_transcripts
 from asrlab.decode import describe_decoder, make_decoder
 from asrlab.inference import Recognizer
@@ -43,14 +45,17 @@ class EvalReport:
                 "rtf": round(self.decode_seconds / max(self.audio_seconds, 1e-9), 5)}
 
 
-def evaluate(model_path: Path, data_path: Path, out: Path | None = None, args=None) -> EvalReport:
+def evaluate(model_path: Path, data_path: Path, out: Path | None = None, args=None,
+             limits: AudioLimits = AudioLimits()) -> EvalReport:
     rec = Recognizer.from_path(model_path)
     decoder = make_decoder(args, rec.tokenizer)
     utts = read_transcripts(data_path, rec.text_normalizer).utterances  # the model's text rules
     waves, kept, skipped = [], [], []
     for u in utts:
         try:
-            waves.append(rec.load(u.audio_filepath, u.offset, u.span))
+            wave = load_audio(u.audio_filepath, rec.sample_rate, u.offset, u.span, limits)
+            check_samples(wave, f"{u.audio_filepath}: ")
+            waves.append(wave)
             kept.append(u)
         except AudioError as e:
             skipped.append({"id": u.id, "source": u.source, "reason": str(e)})

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from asrlab.commands.transcribe import add_audio_limit_arguments, audio_limits
 from asrlab.decode import add_decoder_arguments
 
 
@@ -13,6 +15,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, type=Path, help="run folder or checkpoint file")
     p.add_argument("--data", required=True, type=Path, help="manifest to evaluate on")
     p.add_argument("--out", type=Path, help="report.json path (default: RUN/eval_<manifest>.json)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="exit 0 even when some utterances were skipped (missing or unusable "
+                        "audio; they are listed in the report either way)")
+    add_audio_limit_arguments(p, seconds=3600)
     add_decoder_arguments(p)
 
 
@@ -25,7 +31,21 @@ def run(args) -> int:
     from asrlab.evaluate import evaluate
 
     out = args.out or default_out(args.model, args.data)
-    report = evaluate(args.model, args.data, out, args)
+    report = evaluate(args.model, args.data, out, args, audio_limits(args))
     print(json.dumps(report.summary(), indent=2))
     print(f"report: {out}\nper-utterance: {report.utterances_path}")
-    return 0
+    if not report.skipped:
+        return 0
+    total = report.n + len(report.skipped)
+    print(f"asrlab evaluate: {'warning' if args.allow_missing else 'error'}: "
+          f"{len(report.skipped)} of {total} utterance(s) skipped, so the rates cover only "
+          f"the other {report.n}; all reasons in {out} (skipped_items):", file=sys.stderr)
+    for item in report.skipped[:5]:
+        print(f"  {item['source']}: {item['reason']}", file=sys.stderr)
+    if len(report.skipped) > 5:
+        print(f"  ... and {len(report.skipped) - 5} more", file=sys.stderr)
+    if args.allow_missing:
+        return 0
+    print("fix or remove them, or pass --allow-missing to accept a partial evaluation",
+          file=sys.stderr)
+    return 1

@@ -167,3 +167,29 @@ def test_unknown_length_file_is_transcribed_in_windows(recognizer, digit_corpus,
         with pytest.raises(AudioError, match="longer than the limit of 3 s"):
             windows_log_probs(recognizer.log_probs, r, recognizer.sample_rate,
                               recognizer.frame_seconds, ChunkConfig(4.0, 2.0))
+
+
+def test_evaluate_with_missing_or_bad_audio_is_not_a_silent_success(tiny_run, digit_corpus,
+                                                                    tmp_path, capsys):
+    from asrlab.cli import main
+
+    rows = [json.loads(x) for x in digit_corpus["val"].read_text().splitlines()]
+    folder = digit_corpus["val"].parent
+    for r in rows:
+        r["audio_filepath"] = str(folder / r["audio_filepath"])
+    nan = tmp_path / "nan.wav"
+    sf.write(nan, np.full(8000, np.inf, np.float32), 8000, subtype="FLOAT")
+    rows[0]["audio_filepath"] = str(tmp_path / "gone.wav")
+    rows[1]["audio_filepath"] = str(nan)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "report.json"
+    args = ["evaluate", "--model", str(tiny_run), "--data", str(manifest), "--out", str(out)]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "2 of 6 utterance(s) skipped" in err and "gone.wav: file not found" in err
+    assert "non-finite" in err and "--allow-missing" in err
+    report = json.loads(out.read_text())
+    assert report["n"] == 4 and report["skipped"] == 2
+    assert main(args + ["--allow-missing"]) == 0
+    assert "warning: 2 of 6" in capsys.readouterr().err
