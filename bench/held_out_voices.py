@@ -1,0 +1,296 @@
+"""Voices the model never heard: leave-one-engine-out on synthetic speech, and FSDD
+leave-one-speaker-out with synthetic pretraining + fine-tuning (`asrlab train --init-from`).
+
+(a) engines: one multi-engine corpus (`asrlab synth`, every installed engine: espeak, flite,
+    festival); for each engine E, train on the other engines' voices and test on E's test
+    utterances (CER/WER greedy and with a word bigram LM on the training transcripts), beside
+    the seen engines' test utterances.
+(b) fsdd: for each FSDD speaker held out (bench/fsdd.py's splits, 4 folds), two pipelines with
+    the same features and model (bench/fsdd.py's FSDD_SETTINGS, 8 kHz features):
+      scratch   train on the three real speakers alone (bench/fsdd.py's recipe);
+      finetune  pretrain once on synthetic speech of every engine (the (a) corpus's sentences
+                plus --digit-strings synthetic digit strings), then fine-tune on the three real
+                speakers (--init-from, lr 5e-4, warmup 0.2 epochs).
+    Greedy and with the digit bigram LM. bench/fsdd_reference.py (PocketSphinx) scores the same
+    held-out files when pocketsphinx is installed.
+
+Training lengths are fixed in epochs (no time budget), so results do not depend on how much
+CPU the run got; wall times are reported beside them.
+
+    python bench/held_out_voices.py --out /tmp/voices --quick          # smoke run, minutes
+    python bench/held_out_voices.py --out /tmp/voices --part engines --seeds 0,1 --threads 1
+    python bench/held_out_voices.py --out /tmp/voices --part fsdd --seeds 0,1
+
+Writes OUT/results.json and OUT/results.md (medians over seeds) and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from copy import copy
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from fsdd import (FSDD_SETTINGS, NARROWBAND, RECORDINGS, SPEAKERS, checked,  # bench/fsdd.py
+                  digit_lm, pct, read_rows, run_speaker, tts_corpus, write_rows)
+
+# Quick mode: a tiny corpus and model, one epoch each: checks that every path runs.
+QUICK_MODEL = ["model.hidden=48", "model.layers=1", "model.conv_channels=8"]
+FINETUNE_SETTINGS = ["train.lr=0.0005", "train.warmup_epochs=0.2"]  # config.FINETUNE_TRAIN
+
+
+@dataclass
+class EngineResult:
+    seed: int
+    held_out: str
+    n: int
+    cer: float
+    wer: float
+    cer_lm: float
+    wer_lm: float
+    seen_cer: float  # the training engines' own test utterances
+    seen_wer: float
+    val_cer: float
+    epochs: int
+    updates: int
+    train_minutes: float
+
+
+def train_cli(train: Path, val: Path, run: Path, epochs: int, args, sets: list[str]) -> dict:
+    """`asrlab train` for a fixed number of epochs (no time budget); returns its metrics. Quick
+    mode forces past the doctor's data errors (a 30-sentence split can miss a letter)."""
+    from asrlab.cli import main as asrlab
+
+    cmd = ["train", "--train", str(train), "--val", str(val), "--out", str(run), "--epochs",
+           str(epochs), "--max-minutes", "0", "--threads", str(args.threads), "--seed",
+           str(args.seed), "--no-progress"] + (["--force"] if args.quick else [])
+    for item in sets + list(args.set):
+        cmd += ["--set", item]
+    print("asrlab " + " ".join(cmd), flush=True)
+    if asrlab(cmd) != 0:
+        raise RuntimeError(f"training failed: see {run}/train.log")
+    return read_rows(run / "metrics.jsonl")
+
+
+def synthetic_corpus(args) -> dict[str, Path]:
+    """The multi-engine sentence corpus (made once for every seed), manifests with absolute
+    paths so that subsets can be written anywhere."""
+    from asrlab.data.synth import available_engines, synthesize_corpus
+
+    folder = args.out / "corpus"
+    if not (folder / "corpus.json").is_file():
+        engines = tuple(args.engines.split(",")) if args.engines else tuple(available_engines())
+        t0 = time.time()
+        synthesize_corpus(folder, *args.corpus, seed=args.corpus_seed, engines=engines,
+                          n_speakers=args.speakers, progress=False)
+        print(f"synthesized {sum(args.corpus)} utterances with {', '.join(engines)} in "
+              f"{time.time() - t0:.0f} s", flush=True)
+    out = {}
+    for split in ("train", "val", "test"):
+        rows = [{**r, "audio_filepath": str((folder / r["audio_filepath"]).resolve())}
+                for r in read_rows(folder / f"{split}.jsonl")]
+        out[split] = write_rows(folder / f"{split}_abs.jsonl", rows)
+    return out
+
+
+def held_out_engine(corpus: dict[str, Path], engine: str, folder: Path, args) -> EngineResult:
+    rows = {split: read_rows(path) for split, path in corpus.items()}
+    seen = lambda split: [r for r in rows[split] if r["engine"] != engine]  # noqa: E731
+    train = write_rows(folder / "train.jsonl", seen("train"))
+    val = write_rows(folder / "val.jsonl", seen("val"))
+    test = write_rows(folder / "test.jsonl", [r for r in rows["test"] if r["engine"] == engine])
+    test_seen = write_rows(folder / "test_seen.jsonl", seen("test"))
+    t0 = time.time()
+    metrics = train_cli(train, val, folder / "run", args.epochs, args, args.engine_sets)
+    minutes = (time.time() - t0) / 60
+    from asrlab.evaluate import evaluate
+
+    run = folder / "run"
+    greedy = checked(evaluate(run, test, folder / "test.report.json"))
+    lm = checked(evaluate(run, test, None, digit_lm(train, folder)))  # a word bigram LM
+    other = checked(evaluate(run, test_seen, None))
+    return EngineResult(args.seed, engine, greedy.n, greedy.cer, greedy.wer, lm.cer, lm.wer,
+                        other.cer, other.wer, min(m["val_cer"] for m in metrics), len(metrics),
+                        metrics[-1]["step"], round(minutes, 2))
+
+
+def engines_part(args) -> list[EngineResult]:
+    corpus = synthetic_corpus(args)
+    engines = sorted({r["engine"] for r in read_rows(corpus["train"])})
+    if len(engines) < 2:
+        sys.exit(f"leave-one-engine-out needs two engines or more; the corpus has {engines}. "
+                 f"Install flite and festival: sudo apt-get install -y flite festival "
+                 f"festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts")
+    results = []
+    for engine in engines:
+        folder = args.out / f"seed{args.seed}" / "engines" / f"held_out_{engine}"
+        results.append(held_out_engine(corpus, engine, folder, args))
+        print(engines_markdown(results[-1:]), flush=True)
+    return results
+
+
+def pretrain(args) -> Path:
+    """One model on synthetic sentences + digit strings of every engine, at FSDD's features."""
+    from asrlab.data.synth import available_engines
+
+    corpus = synthetic_corpus(args)
+    engines = tuple(args.engines.split(",")) if args.engines else tuple(available_engines())
+    digits = tts_corpus(args.out, args.digit_strings, args.corpus_seed + 7, engines)
+    folder = args.out / f"seed{args.seed}" / "fsdd" / "pretrain"
+    train = write_rows(folder / "train.jsonl", read_rows(corpus["train"]) + read_rows(digits))
+    run = folder / "run"
+    if not (run / "best.pt").is_file():
+        train_cli(train, corpus["val"], run, args.pretrain_epochs, args,
+                  FSDD_SETTINGS + NARROWBAND + args.model_sets)
+    return run
+
+
+def fsdd_part(args) -> dict[str, list]:
+    from asrlab.data.prepare import prepare
+
+    prep = prepare("fsdd", args.recordings, args.out / "fsdd_all.jsonl")
+    all_rows = read_rows(prep.manifest)
+    pre = pretrain(args)
+    out: dict[str, list] = {"scratch": [], "finetune": []}
+    for spk in args.held_out:
+        for pipeline in ("scratch", "finetune"):
+            ns = copy(args)
+            ns.out = args.out / f"seed{args.seed}" / "fsdd" / pipeline
+            ns.minutes, ns.narrowband, ns.lm, ns.tts, ns.tts_flite = 0, True, True, 0, 0
+            ns.model, ns.tokenizer, ns.utterance_mean, ns.speed_perturb, ns.vtlp = \
+                None, "char", False, False, None
+            ns.set = args.model_sets + list(args.set)
+            ns.epochs = args.scratch_epochs
+            if pipeline == "finetune":
+                ns.set = ns.set + [f"train.init_from={pre}"] + FINETUNE_SETTINGS
+                ns.epochs = args.finetune_epochs
+            out[pipeline].append(run_speaker(all_rows, spk, ns.out, ns))
+    reference(args)
+    return {k: [asdict(r) for r in v] for k, v in out.items()}
+
+
+def reference(args) -> None:
+    """PocketSphinx on the same held-out files, when installed."""
+    try:
+        import pocketsphinx  # noqa: F401
+    except ImportError:
+        print("reference: pocketsphinx is not installed (pip install 'asrlab[bench]'); "
+              "docs/benchmarks.md has its FSDD numbers (27.8% single-digit WER)", flush=True)
+        return
+    import fsdd_reference
+
+    fsdd_reference.main(["--fsdd-out", str(args.out / f"seed{args.seed}" / "fsdd" / "scratch"),
+                         "--held-out", ",".join(args.held_out)])
+
+
+# ---- tables ---------------------------------------------------------------------------------
+
+def median(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def engines_markdown(results: list[EngineResult]) -> str:
+    lines = ["| held-out engine | seeds | n | CER | WER | CER, LM | WER, LM | seen engines CER / WER "
+             "| val CER | epochs / updates | minutes |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for engine in sorted({r.held_out for r in results}):
+        rs = [r for r in results if r.held_out == engine]
+        m = lambda name: median(getattr(r, name) for r in rs)  # noqa: E731
+        lines.append(f"| {engine} | {','.join(str(r.seed) for r in rs)} | {rs[0].n} | "
+                     f"{pct(m('cer'))} | {pct(m('wer'))} | {pct(m('cer_lm'))} | "
+                     f"{pct(m('wer_lm'))} | {pct(m('seen_cer'))} / {pct(m('seen_wer'))} | "
+                     f"{pct(m('val_cer'))} | {rs[0].epochs} / {rs[0].updates} | "
+                     f"{m('train_minutes'):.1f} |")
+    return "\n".join(lines)
+
+
+def fsdd_markdown(runs: dict[int, dict[str, list]]) -> str:
+    """Per pipeline: the mean over folds of each seed, then the median over seeds."""
+    keys = ("single_wer", "single_wer_lm", "strings_wer", "strings_wer_lm", "val_cer")
+    lines = ["| pipeline | seeds | folds | WER single digits | WER single, LM | WER strings "
+             "| WER strings, LM | val CER (seen speakers) |", "|---|---|---|---|---|---|---|---|"]
+    for pipeline in ("scratch", "finetune"):
+        per_seed = {k: [] for k in keys}
+        folds = set()
+        for by_pipeline in runs.values():
+            rows = by_pipeline.get(pipeline, [])
+            folds |= {r["held_out"] for r in rows}
+            for k in keys:
+                vals = [r[k] for r in rows if r[k] is not None]
+                if vals:
+                    per_seed[k].append(sum(vals) / len(vals))
+        lines.append(f"| {pipeline} | {','.join(map(str, runs))} | {len(folds)} | " +
+                     " | ".join(pct(median(per_seed[k])) for k in keys) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("/tmp/held_out_voices"))
+    p.add_argument("--part", choices=["engines", "fsdd", "both"], default="both")
+    p.add_argument("--seeds", default="0", help="comma-separated training seeds (median reported)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per training run")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: tiny corpus and model, 1 epoch each, one FSDD fold")
+    p.add_argument("--engines", help="TTS engines for the corpus (default: every installed one)")
+    p.add_argument("--corpus", type=int, nargs=3, default=[1111, 99, 300],
+                   metavar=("TRAIN", "VAL", "TEST"), help="synthetic sentence corpus sizes")
+    p.add_argument("--corpus-seed", type=int, default=0)
+    p.add_argument("--speakers", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=20, help="(a) epochs per held-out engine")
+    p.add_argument("--recordings", type=Path, default=RECORDINGS)
+    p.add_argument("--held-out", default=",".join(SPEAKERS), help="(b) FSDD speakers, one fold each")
+    p.add_argument("--strings", type=int, default=600, help="(b) joined FSDD digit strings")
+    p.add_argument("--digit-strings", type=int, default=1500,
+                   help="(b) synthetic digit strings added to the pretraining sentences")
+    p.add_argument("--pretrain-epochs", type=int, default=20)
+    p.add_argument("--finetune-epochs", type=int, default=15)
+    p.add_argument("--scratch-epochs", type=int, default=30)
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="config overrides for every training run (e.g. augmentation ablations)")
+    args = p.parse_args(argv)
+    args.held_out = [s.strip() for s in args.held_out.split(",") if s.strip()]
+    args.engine_sets, args.model_sets = [], []
+    if args.quick:
+        args.corpus, args.speakers, args.strings, args.digit_strings = [45, 9, 30], 12, 30, 30
+        args.epochs = args.pretrain_epochs = args.finetune_epochs = args.scratch_epochs = 1
+        args.held_out = args.held_out[:1]
+        args.engine_sets = args.model_sets = QUICK_MODEL
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    engine_results: list[EngineResult] = []
+    fsdd_runs: dict[int, dict[str, list]] = {}
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for seed in seeds:
+        args.seed = seed
+        if args.part in ("engines", "both"):
+            engine_results += engines_part(args)
+        if args.part in ("fsdd", "both"):
+            fsdd_runs[seed] = fsdd_part(args)
+        save(args, engine_results, fsdd_runs)
+    print(save(args, engine_results, fsdd_runs))
+    return 0
+
+
+def save(args, engine_results: list[EngineResult], fsdd_runs: dict) -> str:
+    tables = []
+    if engine_results:
+        tables.append("(a) held-out engine\n\n" + engines_markdown(engine_results))
+    if fsdd_runs:
+        tables.append("(b) FSDD held-out speaker\n\n" + fsdd_markdown(fsdd_runs))
+    text = "\n\n".join(tables)
+    (args.out / "results.json").write_text(json.dumps(
+        {"engines": [asdict(r) for r in engine_results], "fsdd": fsdd_runs}, indent=2))
+    (args.out / "results.md").write_text(text + "\n")
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())
