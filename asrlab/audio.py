@@ -33,6 +33,10 @@ class AudioError(ValueError):
     """An audio file that cannot be used; the message names the file and the reason."""
 
 
+class AudioLimitError(AudioError):
+    """A readable file over the AudioLimits (too long, too many channels, too costly to decode)."""
+
+
 @dataclass(frozen=True)
 class AudioLimits:
     """What a file may cost to decode, checked from its header before decoding.
@@ -88,19 +92,19 @@ def check_header(info: AudioInfo, limits: AudioLimits, start: int = 0,
     if info.sample_rate <= 0 or info.channels <= 0:
         raise AudioError(f"invalid header ({info.channels} channels at {info.sample_rate} Hz)")
     if info.channels > limits.max_channels:
-        raise AudioError(f"{info.channels} channels, the limit is {limits.max_channels}")
+        raise AudioLimitError(f"{info.channels} channels, the limit is {limits.max_channels}")
     if info.sample_rate > limits.max_sample_rate:
-        raise AudioError(f"sample rate {info.sample_rate} Hz, the limit is "
+        raise AudioLimitError(f"sample rate {info.sample_rate} Hz, the limit is "
                          f"{limits.max_sample_rate} Hz")
     if info.frames is None:
         return  # unknown length: the streaming decode enforces the limits
     n = max(0, info.frames - start) if frames is None else max(0, min(frames, info.frames - start))
     seconds = n / info.sample_rate
     if seconds > limits.max_seconds:
-        raise AudioError(f"{seconds:.1f} s of audio, the limit is {limits.max_seconds:g} s "
+        raise AudioLimitError(f"{seconds:.1f} s of audio, the limit is {limits.max_seconds:g} s "
                          f"(raise it with {limits.flag}, or split the file)")
     if n * info.channels > limits.decoded_budget:
-        raise AudioError(f"{info.channels} channels x {info.sample_rate} Hz x {seconds:.1f} s = "
+        raise AudioLimitError(f"{info.channels} channels x {info.sample_rate} Hz x {seconds:.1f} s = "
                          f"{n * info.channels:,} samples to decode, the limit is "
                          f"{limits.decoded_budget:,} ({limits.max_seconds:g} s x "
                          f"{DECODE_RATE:,} samples/s; raise {limits.flag} for such files)")
@@ -120,7 +124,7 @@ def _read_blocks(f: sf.SoundFile, info: AudioInfo, frames: int, limits: AudioLim
             return
         done += len(block)
         if done > max_frames:
-            raise AudioError(f"longer than the limit of {limits.max_seconds:g} s at "
+            raise AudioLimitError(f"longer than the limit of {limits.max_seconds:g} s at "
                              f"{info.channels} channels x {info.sample_rate} Hz (the header "
                              f"gives no length; decoding stopped at {done / info.sample_rate:.1f} "
                              f"s; raise {limits.flag} for such files)")
@@ -197,13 +201,13 @@ def _decode(f: sf.SoundFile, name: str, sample_rate: int, offset: float, duratio
     try:
         check_header(info, limits, start, None if frames < 0 else frames)
     except AudioError as e:
-        raise AudioError(f"{name}{e}") from None
+        raise type(e)(f"{name}{e}") from None
     try:
         if start:
             f.seek(min(start, info.frames) if info.frames is not None else start)
         blocks = list(_read_blocks(f, info, frames, limits))
     except AudioError as e:
-        raise AudioError(f"{name}{e}") from None
+        raise type(e)(f"{name}{e}") from None
     except Exception as e:
         raise AudioError(f"{name}cannot be read as audio ({e})") from None
     wave = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
@@ -274,7 +278,7 @@ class AudioReader:
             check_header(self.info, limits)
         except AudioError as e:
             self.f.close()
-            raise AudioError(f"{self.name}{e}") from None
+            raise type(e)(f"{self.name}{e}") from None
         self.sample_rate, self.limits = sample_rate, limits
         self.up, self.down, self.margin = _resample_plan(self.info.sample_rate, sample_rate)
         if self.info.sample_rate == sample_rate:
@@ -308,7 +312,7 @@ class AudioReader:
             self.f.seek(lo)
             blocks = list(_read_blocks(self.f, self.info, b + margin - lo, UNLIMITED))
         except AudioError as e:
-            raise AudioError(f"{self.name}{e}") from None
+            raise type(e)(f"{self.name}{e}") from None
         except Exception as e:
             raise AudioError(f"{self.name}cannot be read as audio ({e})") from None
         native = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
@@ -316,7 +320,7 @@ class AudioReader:
         limit = min(self.limits.max_seconds * self.info.sample_rate,
                     self.limits.decoded_budget / self.info.channels)
         if end > limit:
-            raise AudioError(f"{self.name}longer than the limit of {self.limits.max_seconds:g} s "
+            raise AudioLimitError(f"{self.name}longer than the limit of {self.limits.max_seconds:g} s "
                              f"at {self.info.channels} channels x {self.info.sample_rate} Hz "
                              f"(decoding stopped at {end / self.info.sample_rate:.1f} s; raise "
                              f"{self.limits.flag} for such files)")

@@ -116,7 +116,8 @@ class Server:
 @pytest.fixture(scope="session")
 def server(tiny_onnx, digit_lm, tmp_path_factory):
     """The real server (`asrlab serve`, uvicorn) in a subprocess on a free loopback port, serving
-    the ONNX model with beam search + LM; limits small enough to test: 1 MB, 10 s."""
+    the ONNX model with beam search + LM; limits small enough to test: 1 MB, 10 s, 8 uploads in
+    flight, 2 s to send a body."""
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -124,6 +125,7 @@ def server(tiny_onnx, digit_lm, tmp_path_factory):
         proc = subprocess.Popen(
             [sys.executable, "-m", "asrlab", "serve", "--model", str(tiny_onnx), "--host",
              "127.0.0.1", "--port", str(port), "--max-mb", "1", "--max-seconds", "10",
+             "--max-uploads", "8", "--body-timeout", "2",
              "--beam", "8", "--lm", str(digit_lm), "--threads", "1", "--log-level", "warning"],
             stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     url = f"http://127.0.0.1:{port}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -164,3 +165,122 @@ def test_one_failing_request_does_not_fail_its_batch():
     assert results[:2] == [1, 2] and results[3] == 4
     assert isinstance(results[2], RuntimeError)
     assert fake.calls == [4, 1, 1, 1, 1]
+
+
+# ---- hostile and slow clients -----------------------------------------------------------------
+
+def _held_upload(url: str, declared: int = 200_000):
+    """A raw connection that sends the headers and part of a body, then holds it open."""
+    import socket
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    s = socket.create_connection((u.hostname, u.port), timeout=30)
+    s.sendall(b"POST /v1/transcribe HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+              b"boundary=b\r\nContent-Length: " + str(declared).encode() + b"\r\n\r\n--b\r\n"
+              + b"x" * 1000)
+    return s
+
+
+def _status_of(sock) -> int:
+    data = sock.recv(4096)
+    return int(data.split(b" ", 2)[1]) if data else 0
+
+
+@pytest.mark.slow
+def test_bombs_are_refused_and_held_uploads_time_out_while_others_are_served(server, digit_corpus):
+    from tests.product.test_longform import bomb
+
+    r = _post(server, bomb(seconds=9.0))  # within the fixture's 10 s: refused for its rate
+    assert r.status_code == 422 and "655350 Hz" in r.json()["detail"]
+    wave, sr = _utterance(digit_corpus)
+    good = _encode(wave, sr, "WAV")
+    held = [_held_upload(server.url) for _ in range(8)]  # the server's --max-uploads
+    try:
+        time.sleep(0.3)
+        r = _post(server, good)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert [_status_of(s) for s in held] == [408] * 8  # after --body-timeout 2
+    finally:
+        for s in held:
+            s.close()
+    r = _post(server, good)
+    assert r.status_code == 200 and r.json()["text"]
+    refused = httpx.get(server.url + "/healthz").json()["uploads"]["refused"]
+    assert refused["busy"] >= 1 and refused["timeout"] >= 8
+
+
+def test_api_key_is_required_when_set():
+    from asrlab.serve import ServerLimits, create_app
+
+    app = create_app(_FakeTranscriber(), ServerLimits(), api_key="s3cret")
+
+    async def main():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return [(await c.get("/healthz", headers=h)).status_code for h in
+                    ({}, {"X-API-Key": "wrong"}, {"Authorization": "Bearer s3cret"},
+                     {"X-API-Key": "s3cret"})] + [(await c.post("/v1/transcribe")).status_code,
+                                                  (await c.get("/")).status_code]
+
+    assert asyncio.run(main()) == [401, 401, 200, 200, 401, 200]
+
+
+def test_uploads_in_flight_are_capped_and_slow_bodies_time_out():
+    from asrlab.serve import ServerLimits, create_app
+
+    app = create_app(_FakeTranscriber(), ServerLimits(max_uploads=2, body_timeout_s=0.3))
+    scope = {"type": "http", "method": "POST", "path": "/v1/transcribe", "headers": [],
+             "query_string": b"", "http_version": "1.1", "scheme": "http", "server": ("t", 80),
+             "client": ("c", 1), "root_path": ""}
+
+    async def call():
+        sent = []
+
+        async def receive():  # a client that never sends its body
+            await asyncio.sleep(3600)
+
+        async def send(message):
+            sent.append(message)
+
+        await app(scope, receive, send)
+        start = next(m for m in sent if m["type"] == "http.response.start")
+        return start["status"], dict(start["headers"]).get(b"retry-after")
+
+    async def main():
+        slow = [asyncio.create_task(call()) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        third = await call()  # at once, not after the slow ones
+        return third, [await t for t in slow]
+
+    third, slow = asyncio.run(main())
+    assert third == (503, b"1") and slow == [(408, None)] * 2
+
+
+def test_exposed_bind_address_warns_unless_loopback():
+    from asrlab.commands.serve import exposure_warnings
+
+    assert exposure_warnings("127.0.0.1", 8000, False) == []
+    assert exposure_warnings("::1", 8000, False) == []
+    (line,) = exposure_warnings("0.0.0.0", 8000, False)
+    assert "no authentication" in line and "--api-key" in line
+    (line,) = exposure_warnings("0.0.0.0", 8000, True)
+    assert "API key" in line and "TLS" in line
+
+
+def test_bomb_upload_is_refused_before_decoding_with_memory_flat():
+    import tracemalloc
+
+    from asrlab.serve import HTTPProblem, ServerLimits, read_upload_audio
+    from tests.product.test_longform import bomb
+
+    data = bomb()
+    tracemalloc.start()
+    try:
+        with pytest.raises(HTTPProblem) as e:
+            read_upload_audio(data, 16000, ServerLimits(max_seconds=120, max_sample_rate=10 ** 6))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert e.value.status == 422 and "8 channels x 655350 Hz x 119.0 s" in e.value.detail
+    assert peak < 2 * 2 ** 20, peak
