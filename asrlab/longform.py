@@ -74,7 +74,7 @@ def windows_log_probs(log_probs: Callable[[list[np.ndarray]], list[np.ndarray]],
             break
         lp = log_probs([wave])[0]
         lo = first - g0
-        kept.append(lp[lo:] if last else lp[lo:lo + step])
+        kept.append((lp[lo:] if last else lp[lo:lo + step]).copy())  # not a view of the window
         if last:
             break
         first += step

@@ -7,6 +7,15 @@ For each --max-batch value, starts `asrlab serve` on a free 127.0.0.1 port, warm
 each concurrency level sends a bounded number of requests (test utterances, round robin) from
 that many concurrent clients and reports throughput (requests/s and audio seconds per second)
 and p50/p99 latency. --max-batch 1 turns micro-batching off, so the two runs show what it buys.
+
+    python bench/server_load.py --model model.onnx --data data/test.jsonl --hostile
+
+--hostile runs one more phase: 16 well-behaved clients (as above) while, at the same time,
+decompression bombs (8 channels at 655,350 Hz, 119 s of silence in the header: the issue's
+683 kB file), held-open uploads (headers and 1 kB of a 200 kB body, then nothing) and slow
+uploads (200 kB at 10 kB/s) arrive; all loops are bounded and all traffic goes to 127.0.0.1.
+It reports the well-behaved clients' errors (should be 0), how each hostile kind was answered,
+and the server's peak memory (VmHWM).
 """
 
 from __future__ import annotations
@@ -110,6 +119,8 @@ def main() -> int:
     p.add_argument("--batch-wait-ms", type=float, default=None, help="passed to the server")
     p.add_argument("--threads", type=int, default=1, help="server's model threads")
     p.add_argument("--json", type=Path)
+    p.add_argument("--hostile", action="store_true",
+                   help="add the phase with bombs, held-open and slow uploads (see the doc)")
     args, extra = p.parse_known_args()
     extra = [a for a in extra if a != "--"]
 
@@ -138,6 +149,9 @@ def main() -> int:
             proc.terminate()
             proc.wait(30)
 
+    if args.hostile:
+        hostile_phase(args, payloads, extra)
+
     print(f"model {args.model}; {args.requests} requests per row from {args.data} "
           f"(mean {sum(d for _, d in payloads) / len(payloads):.2f} s of audio each); server "
           f"threads {args.threads}; extra flags: {' '.join(extra) or '-'}\n")
@@ -152,6 +166,124 @@ def main() -> int:
                                           "p50": r.pct(0.5), "p99": r.pct(0.99)}
                                          for r in results], indent=2))
     return 0
+
+
+# ---- hostile clients ------------------------------------------------------------------------
+
+def bomb_bytes() -> bytes:
+    """The issue's bomb as its header tells it: 8 channels, 655,350 Hz, 119 s of silence (one
+    real second encoded, the FLAC header's total rewritten to 119 s)."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros((655350, 8), np.int16), 655350, format="FLAC", subtype="PCM_16")
+    d = bytearray(buf.getvalue())
+    total = 119 * 655350
+    d[21] = (d[21] & 0xF0) | ((total >> 32) & 0x0F)
+    d[22:26] = (total & 0xFFFFFFFF).to_bytes(4, "big")
+    return bytes(d)
+
+
+async def raw_upload(port: int, declared: int, send_bytes: int, rate: float | None) -> int:
+    """Send headers and `send_bytes` of a `declared`-byte body (at `rate` bytes/s, or at once),
+    then wait for the answer; returns its status (0: connection closed without one)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /v1/transcribe HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                 b"multipart/form-data; boundary=b\r\nContent-Length: %d\r\n\r\n" % declared)
+    answer = asyncio.ensure_future(reader.readline())  # read while sending: a 408 may come first
+    try:
+        sent = 0
+        while sent < send_bytes and not answer.done():
+            n = min(1000, send_bytes - sent) if rate else send_bytes - sent
+            writer.write(b"x" * n)
+            await writer.drain()
+            sent += n
+            if rate:
+                await asyncio.sleep(n / rate)
+    except ConnectionError:
+        pass
+    try:
+        line = await asyncio.wait_for(answer, 120)
+        return int(line.split()[1]) if line else 0
+    except (ConnectionError, asyncio.TimeoutError, IndexError, ValueError):
+        return 0
+    finally:
+        writer.close()
+
+
+async def hostile_load(port: int, payloads, requests: int) -> dict:
+    import httpx
+
+    url = f"http://127.0.0.1:{port}/v1/transcribe"
+    bomb = bomb_bytes()
+    counts: dict[str, dict] = {"bomb": {}, "held": {}, "slow": {}}
+
+    def count(kind: str, status: int) -> None:
+        counts[kind][status] = counts[kind].get(status, 0) + 1
+
+    async def bombs(http):
+        for _ in range(10):  # bounded
+            r = await http.post(url, files={"file": ("bomb.flac", bomb)})
+            count("bomb", r.status_code)
+
+    async def held():
+        for _ in range(2):  # two rounds of 8 held-open uploads
+            for status in await asyncio.gather(*(raw_upload(port, 200_000, 1000, None)
+                                                 for _ in range(8))):
+                count("held", status)
+
+    async def slow():
+        for status in await asyncio.gather(*(raw_upload(port, 200_000, 200_000, 10_000)
+                                             for _ in range(4))):
+            count("slow", status)
+
+    async def good(hostile: asyncio.Future) -> tuple[list[float], int, float]:
+        """16 well-behaved clients, rounds of `requests`, for as long as the attack lasts
+        (at most 100 rounds)."""
+        latencies, errors, t0 = [], 0, time.perf_counter()
+        for _ in range(100):
+            lat, err, _, _ = await load(url, payloads, 16, requests)
+            latencies += lat
+            errors += err
+            if hostile.done():
+                break
+        return latencies, errors, time.perf_counter() - t0
+
+    async with httpx.AsyncClient(timeout=300) as http:
+        hostile = asyncio.ensure_future(asyncio.gather(bombs(http), bombs(http), held(), slow()))
+        latencies, errors, wall = await good(hostile)
+        await hostile
+    return {"good_requests": len(latencies), "good_errors": errors, "good_wall_s": round(wall, 1),
+            "good_p99_ms": round(1000 * sorted(latencies)[int(0.99 * (len(latencies) - 1))]),
+            **{k: {str(s): n for s, n in sorted(v.items())} for k, v in counts.items()}}
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def hostile_phase(args, payloads, extra: list[str]) -> None:
+    port = free_port()
+    flags = ["--max-uploads", "32", "--body-timeout", "5"]
+    proc = start_server(args.model, port, 8, args.threads, extra + flags)
+    try:
+        asyncio.run(load(f"http://127.0.0.1:{port}/v1/transcribe", payloads, 2, 4))  # warm-up
+        before = peak_rss_mb(proc.pid)
+        result = asyncio.run(hostile_load(port, payloads, args.requests))
+        result["server_peak_mb_before"], result["server_peak_mb_after"] = before, \
+            peak_rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    print(f"hostile phase (server {' '.join(flags)}, max batch 8): {json.dumps(result)}\n")
+    if args.json:
+        args.json.with_suffix(".hostile.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

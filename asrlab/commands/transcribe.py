@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx", type=Path, help="exported model.onnx (onnxruntime only, no torch)")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for the acoustic model (torch / onnxruntime intra-op)")
     add_audio_limit_arguments(p)
     add_decoder_arguments(p)
 
