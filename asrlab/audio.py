@@ -251,9 +251,19 @@ def audio_info(path: str | Path) -> AudioInfo:
         return probe(f)
 
 
-def describe_length(info: AudioInfo) -> str:
-    """'12.3 s' or 'unknown length (not in the header)', never 2**63 frames as seconds."""
-    return "unknown length (not in the header)" if info.seconds is None else f"{info.seconds:.1f} s"
+def audio_duration(path: str | Path, limits: AudioLimits = AudioLimits()) -> float:
+    """Seconds of audio in `path`: from the header, or, where the header gives no length (a
+    streamed FLAC: libsndfile says 2**63 frames), by decoding it in blocks within `limits`."""
+    with _open(str(path), f"{path}: ") as f:
+        info = probe(f)
+        if info.frames is not None:
+            return info.frames / info.sample_rate
+        try:
+            check_header(info, limits)
+            n = sum(len(block) for block in _read_blocks(f, info, -1, limits))
+        except AudioError as e:
+            raise type(e)(f"{path}: {e}") from None
+        return n / info.sample_rate
 
 
 class AudioReader:

@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Iterator
 
 import soundfile as sf
 
+from asrlab.audio import UNKNOWN_LENGTH, AudioError, audio_duration
 from asrlab.data.manifest import write_manifest
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -374,6 +375,11 @@ def probe(c: Candidate) -> tuple[float | None, str | None]:
     if info.frames <= 0 or info.samplerate <= 0:
         return None, f"{c.audio}: empty audio (0 samples)"
     length = info.frames / info.samplerate
+    if info.frames >= UNKNOWN_LENGTH:  # no length in the header (streamed FLAC): count it
+        try:
+            length = audio_duration(c.audio)
+        except AudioError as e:
+            return None, str(e)
     if c.offset is None:
         return length, None
     if c.offset + c.duration > length + SEGMENT_TOLERANCE_S:

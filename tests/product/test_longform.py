@@ -193,3 +193,14 @@ def test_evaluate_with_missing_or_bad_audio_is_not_a_silent_success(tiny_run, di
     assert report["n"] == 4 and report["skipped"] == 2
     assert main(args + ["--allow-missing"]) == 0
     assert "warning: 2 of 6" in capsys.readouterr().err
+
+
+def test_unknown_length_flac_gets_its_real_duration_in_prepare(tmp_path):
+    from asrlab.data.prepare import Candidate, probe
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(16000 * 3, np.float32), 16000, format="FLAC")
+    path = tmp_path / "stream.flac"
+    path.write_bytes(set_flac_total_samples(buf.getvalue(), 0))
+    duration, problem = probe(Candidate("u", path, "text", "test"))
+    assert problem is None and duration == pytest.approx(3.0)  # not 576 trillion seconds
