@@ -185,6 +185,14 @@ def to_mono(wave: np.ndarray) -> np.ndarray:
     return wave[:, 0].copy() if wave.shape[1] == 1 else wave.mean(axis=1, dtype=np.float32)
 
 
+def require_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: " + ("is a folder, not an audio file" if path.is_dir()
+                                        else "file not found"))
+    return path
+
+
 def _open(source, name: str) -> sf.SoundFile:
     try:
         return sf.SoundFile(source)
@@ -221,10 +229,7 @@ def load_audio(path: str | Path, sample_rate: int = 16000, offset: float = 0.0,
 
     `offset`/`duration` (seconds) read a segment only (Kaldi `segments`); None reads to the end.
     `limits` are checked from the header before decoding (see the module doc)."""
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: " + ("is a folder, not an audio file" if path.is_dir()
-                                        else "file not found"))
+    path = require_file(path)
     with _open(str(path), f"{path}: ") as f:
         return _decode(f, f"{path}: ", sample_rate, offset, duration, limits)
 
@@ -277,10 +282,7 @@ class AudioReader:
     same span of `load_audio(path)` except for float rounding."""
 
     def __init__(self, path: str | Path, sample_rate: int, limits: AudioLimits = AudioLimits()):
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise AudioError(f"{self.path}: " + ("is a folder, not an audio file"
-                                                 if self.path.is_dir() else "file not found"))
+        self.path = require_file(path)
         self.name = f"{self.path}: "
         self.f = _open(str(self.path), self.name)
         self.info = probe(self.f)
