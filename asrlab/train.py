@@ -12,6 +12,10 @@ A run folder holds everything about one run:
     RUN/train.log        the log
     RUN/tb/              TensorBoard event files
     RUN/last.pt best.pt  checkpoints (written atomically every epoch; best = lowest val CER)
+    RUN/.lock            held (flock) by the trainer using the folder: its pid and host
+
+Each epoch's record is written last.pt, best.pt, metrics line, in that order; `resume` rebuilds
+what a crash between them left from last.pt (asrlab.run_folder).
 
 Distributed: `torchrun --nproc_per_node N -m asrlab train ...` runs the same loop in N processes
 (DDP; gloo on CPU, NCCL on GPU). Batch sizes are global, metrics are reduced across ranks, and
