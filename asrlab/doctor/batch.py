@@ -233,6 +233,21 @@ def check_feasible(lengths: torch.Tensor, rows: list[torch.Tensor], ids=None) ->
                     "drop them, subsample less in time, or use shorter target units")]
 
 
+def frames_per_label(input_lengths, targets, target_lengths) -> float | None:
+    """Median output frames per needed frame (labels + repeats) over a batch: the measure
+    `asrlab check` reports as median_frames_per_label. None when it cannot be computed."""
+    lengths = _as_tensor(input_lengths).long().reshape(-1)
+    tlens = _as_tensor(target_lengths).long().reshape(-1)
+    rows, problems = split_targets(_as_tensor(targets).cpu(), tlens.cpu(), len(lengths))
+    if rows is None or problems:
+        return None
+    need = torch.tensor([r.numel() + k for r, k in zip(rows, repeat_counts(rows))]).float()
+    ok = need > 0
+    if not bool(ok.any()):
+        return None
+    return float((lengths.cpu().float()[ok] / need[ok]).median())
+
+
 def check_batch(log_probs: torch.Tensor, input_lengths, targets, target_lengths, blank: int = 0,
                 ids: Sequence[str] | None = None) -> list[Finding]:
     """Arguments as `torch.nn.functional.ctc_loss` takes them; returns what is wrong."""
@@ -276,8 +291,15 @@ class CTCDoctor:
 
     def check_batch(self, log_probs, input_lengths, targets, target_lengths,
                     blank: int | None = None, ids: Sequence[str] | None = None) -> list[Finding]:
+        """`check_batch` (see there). The first batch checked also tells the doctor the data's
+        output frames per label (unless the context gave it), so that its blank-phase
+        judgement is relative to the units (BPE and word units leave more frames blank)."""
         if self.batch_first and log_probs.dim() == 3:
             log_probs = log_probs.transpose(0, 1)
+        if self.tracker.ctx.frames_per_label is None:
+            fpl = frames_per_label(input_lengths, targets, target_lengths)
+            if fpl is not None:
+                self.tracker.set_frames_per_label(fpl)
         return check_batch(log_probs, input_lengths, targets, target_lengths,
                            self.blank if blank is None else blank, ids)
 

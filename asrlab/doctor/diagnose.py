@@ -219,8 +219,9 @@ def diagnose(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     data = Path(data) if data else default_data(run_dir)
     metrics = read_metrics(run_dir)
     steps = int(ckpt.meta.get("step") or (metrics[-1]["step"] if metrics else 0))
-    spe = trace_meta(run_dir).get("steps_per_epoch") or _steps_per_epoch(metrics)
-    ctx = RunContext.from_config(ckpt.config, spe, run_dir)
+    meta = trace_meta(run_dir)
+    spe = meta.get("steps_per_epoch") or _steps_per_epoch(metrics)
+    ctx = RunContext.from_config(ckpt.config, spe, run_dir, meta.get("frames_per_label"))
     findings, stats = [], {"checkpoint": str(ckpt.path), "checkpoint_meta": ckpt.meta,
                            "data": str(data) if data else None}
     dumps, posts, final_obs, n_val = [], [], None, None

@@ -15,12 +15,14 @@ replays.
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import torch
 
 from asrlab.doctor.findings import Finding, read_findings
-from asrlab.doctor.rules import HealthTracker, Observation, RunContext, Thresholds, nonfinite_cause
+from asrlab.doctor.rules import (HealthTracker, Observation, RunContext, Thresholds,
+                                 nonfinite_cause, repeats_in)
 from asrlab.doctor.stats import EmissionStats
 
 TRACE_NAME = "doctor_trace.jsonl"
@@ -66,11 +68,16 @@ class TrainingMonitor:
         self.tracker = HealthTracker(self.thresholds)
         self._pending_losses: list[tuple[int, float]] = []
         self._trace_path: Path | None = None
+        self._meta: dict = {}
+        self._ratios: list[float] = []  # output frames per label of the first epoch's batches
+        self._units_frozen = False
 
     # ---- hooks --------------------------------------------------------------------------
     def on_train_start(self, run) -> None:
-        ctx = RunContext.from_config(run.config, run.steps_per_epoch, run.dir)
+        fpl = trace_meta(run.dir).get("frames_per_label") if run.state.step > 0 else None
+        ctx = RunContext.from_config(run.config, run.steps_per_epoch, run.dir, fpl)
         self.tracker = HealthTracker(self.thresholds, ctx)
+        self._units_frozen = fpl is not None
         if self.every is None:
             self.every = max(1, int(run.config.train.monitor_every))
         if run.state.step > 0:  # resumed: continue the trend from where the run stopped
@@ -81,14 +88,17 @@ class TrainingMonitor:
             self._trace_path = Path(run.dir) / TRACE_NAME
             if run.state.step == 0:
                 self._trace_path.write_text("")
+            self._meta = {"type": "meta", "step": run.state.step,
+                          "steps_per_epoch": run.steps_per_epoch,
+                          "warmup_steps": ctx.warmup_steps, "frames_per_label": fpl}
             with open(self._trace_path, "a") as f:
-                f.write(json.dumps({"type": "meta", "step": run.state.step,
-                                    "steps_per_epoch": run.steps_per_epoch,
-                                    "warmup_steps": ctx.warmup_steps}) + "\n")
+                f.write(json.dumps(self._meta) + "\n")
 
     def on_step(self, run, step: int, log_probs: torch.Tensor, lengths: torch.Tensor,
                 losses: torch.Tensor, batch) -> None:
         blank = run.tokenizer.blank
+        if not self._units_frozen:
+            self._measure_units(run, step, lengths, batch)
         causes = self._causes(log_probs, lengths, losses, batch)
         self.tracker.observe_losses(step, losses, list(batch.ids), causes)
         if self.tracker.step_losses and self.tracker.step_losses[-1][0] == step:
@@ -117,6 +127,27 @@ class TrainingMonitor:
         self._flush_losses()
 
     # ---- helpers ------------------------------------------------------------------------
+    def _measure_units(self, run, step: int, lengths: torch.Tensor, batch) -> None:
+        """Output frames per label (labels + repeats) over the first epoch's batches, as `asrlab
+        check` measures it on the data: the blank-phase judgement is relative to it (the
+        running median until the epoch ends; then fixed, and recorded in the trace)."""
+        targets, tlens = batch.targets, batch.target_lens
+        for i in range(len(tlens)):
+            row = targets[i, :int(tlens[i])]
+            need = row.numel() + repeats_in(row)
+            if need:
+                self._ratios.append(float(lengths[i]) / need)
+        if not self._ratios:
+            return
+        fpl = round(float(statistics.median(self._ratios)), 3)
+        self.tracker.set_frames_per_label(fpl)
+        if step + 1 >= max(1, run.steps_per_epoch):
+            self._units_frozen = True
+            if self._trace_path is not None:
+                self._meta = {**self._meta, "step": step, "frames_per_label": fpl}
+                with open(self._trace_path, "a") as f:
+                    f.write(json.dumps(self._meta) + "\n")
+
     def _due(self, run, step: int) -> bool:
         early = step < self.early_epochs * max(1, run.steps_per_epoch)
         every = self.every if early else 4 * self.every

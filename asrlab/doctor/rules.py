@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
@@ -43,6 +43,30 @@ class Thresholds:
     above_start_factor: float = 2.0  # window median above the untrained model's loss x this
     oscillation_log_step: float = math.log(2.0)  # median |log l_t - log l_t-1| above: swinging
     nonfinite_error_fraction: float = 0.2  # more than this share of utterances: error
+    # The blank-phase values above were calibrated on character units at about this many
+    # output frames per label (the default corpus). Sparser labels (BPE, word units, models
+    # without time subsampling) leave most frames blank even in a model that reads: with
+    # u = frames_per_label / this (>= 1), the non-blank shares (1 - blank_dominant,
+    # 1 - escaped_blank_ratio) and confident_nonblank are divided by u, and the grace
+    # period is multiplied by u ** grace_exponent. docs/doctor.md has the calibration runs.
+    reference_frames_per_label: float = 1.3
+    grace_exponent: float = 0.5
+
+    def for_units(self, frames_per_label: float | None) -> "Thresholds":
+        """These thresholds judged relative to the units: see reference_frames_per_label."""
+        u = self.units(frames_per_label)
+        if u == 1.0:
+            return self
+        return replace(self, blank_dominant=1 - (1 - self.blank_dominant) / u,
+                       escaped_blank_ratio=1 - (1 - self.escaped_blank_ratio) / u,
+                       confident_nonblank=self.confident_nonblank / u,
+                       grace_updates=round(self.grace_updates * u ** self.grace_exponent),
+                       reference_frames_per_label=frames_per_label)
+
+    def units(self, frames_per_label: float | None) -> float:
+        if not frames_per_label or frames_per_label <= self.reference_frames_per_label:
+            return 1.0
+        return frames_per_label / self.reference_frames_per_label
 
 
 @dataclass(frozen=True)
@@ -95,13 +119,18 @@ class RunContext:
     steps_per_epoch: int | None = None
     run_dir: str | None = None
     ctc_smoothing: float = 0.0
+    # median encoder output frames per label (+ repeats) of the training data, as `asrlab
+    # check` measures it (stats.lengths.train.median_frames_per_label); None: unknown (the
+    # thresholds then apply as calibrated on characters)
+    frames_per_label: float | None = None
 
     @classmethod
-    def from_config(cls, cfg, steps_per_epoch: int | None = None, run_dir=None) -> "RunContext":
+    def from_config(cls, cfg, steps_per_epoch: int | None = None, run_dir=None,
+                    frames_per_label: float | None = None) -> "RunContext":
         spe = steps_per_epoch or 0
         return cls(cfg.model.init, cfg.model.init_gain, cfg.train.lr,
                    int(cfg.train.warmup_epochs * spe), steps_per_epoch,
-                   str(run_dir) if run_dir else None, cfg.train.ctc_smoothing)
+                   str(run_dir) if run_dir else None, cfg.train.ctc_smoothing, frames_per_label)
 
     @property
     def weak_init(self) -> bool:
@@ -163,8 +192,9 @@ class HealthTracker:
     only what has not been reported yet (first occurrence, or a change of severity/state)."""
 
     def __init__(self, thresholds: Thresholds | None = None, context: RunContext | None = None):
-        self.th = thresholds or Thresholds()
         self.ctx = context or RunContext()
+        self.base_th = thresholds or Thresholds()
+        self.th = self.base_th.for_units(self.ctx.frames_per_label)  # relative to the units
         self.observations: list[Observation] = []
         self.step_losses: list[tuple[int, float]] = []  # (step, mean finite loss); add_step_loss
         self._medians: list[float] = []  # median of each `loss_window` steps ending here
@@ -176,6 +206,12 @@ class HealthTracker:
         self.reported: set[tuple] = set()
         self.last_step = 0
         self._flat_reported = False  # a flat blank phase was judged (hysteresis in _trend)
+
+    def set_frames_per_label(self, frames_per_label: float | None) -> None:
+        """The data's output frames per label, once known (CTCDoctor measures it on the first
+        batch it checks): the blank-phase thresholds become relative to the units."""
+        self.ctx = replace(self.ctx, frames_per_label=frames_per_label)
+        self.th = self.base_th.for_units(frames_per_label)
 
     # ---- input --------------------------------------------------------------------------
     def observe(self, obs: Observation) -> None:
@@ -347,6 +383,9 @@ class HealthTracker:
                 "window_low_max_nonblank_prob": round(low, 4), "window_low_update": low_step,
                 "blank_phase_since_update": s.entered, "empty_rate": round(obs.empty_rate, 4),
                 "distinct_tokens": obs.distinct_tokens,
+                "frames_per_label": self.ctx.frames_per_label,
+                "grace_updates": self.th.grace_updates,
+                "blank_dominant": round(self.th.blank_dominant, 5),
                 "init": self.ctx.init, "init_gain": self.ctx.init_gain}
 
     def _collapse(self, ev: dict, kind: str, message: str) -> Finding:

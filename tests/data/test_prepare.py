@@ -71,6 +71,23 @@ def test_librispeech(tmp_path):
     assert (result.read, result.written) == (5, 2)
 
 
+def test_speakers_held_out_in_any_layout(tmp_path):
+    """--speakers / --exclude-speakers split a corpus by voice (here LibriSpeech's folders):
+    the held-out validation set of new speakers that SEEN_SPEAKERS asks for."""
+    src = make_librispeech(tmp_path / "corpus")
+    other = src / "26" / "495"
+    write_audio(other / "26-495-0000.flac", 0.8)
+    (other / "26-495.trans.txt").write_text("26-495-0000 ANOTHER VOICE\n")
+    val = prepare("librispeech", src, tmp_path / "val.jsonl", PrepareOptions(speakers=("26",)))
+    assert [u.id for u in check_counts(val)] == ["26-495-0000"] and val.not_selected == 4
+    train = prepare("librispeech", src, tmp_path / "train.jsonl",
+                    PrepareOptions(exclude_speakers=("26",)))
+    assert {u.extra["speaker"] for u in check_counts(train)} == {"19"}
+    with pytest.raises(ValueError, match=r"no utterance of \['77'\].*speakers present: \['19', '26'\]"):
+        prepare("librispeech", src, tmp_path / "x.jsonl", PrepareOptions(speakers=("77",)))
+    assert not (tmp_path / "x.jsonl").exists()  # refused before writing
+
+
 def test_librispeech_without_transcripts_says_what_layout_it_expects(tmp_path):
     with pytest.raises(FileNotFoundError, match="trans.txt"):
         prepare("librispeech", tmp_path, tmp_path / "m.jsonl")

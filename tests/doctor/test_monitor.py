@@ -228,10 +228,14 @@ def test_monitor_reports_once_and_continues_after_resume(tmp_path):
     obs, losses = read_trace(tmp_path)
     assert [o.step for o in obs if o.source == "train"] == [0, 25] and len(losses) == 40
     assert trace_meta(tmp_path)["steps_per_epoch"] == 40
+    # frames per label measured on the first epoch's batches: 30 frames for 3 labels + 2 repeats
+    assert trace_meta(tmp_path)["frames_per_label"] == 6.0
+    assert mon.tracker.th.blank_dominant > Thresholds().blank_dominant  # judged relative to it
 
     resumed = _run(tmp_path, step=40)
     mon2 = TrainingMonitor()
     mon2.on_train_start(resumed)
+    assert mon2.tracker.ctx.frames_per_label == 6.0  # read back from the trace
     assert epoch_end(mon2, resumed, 41) == []
     mon2.on_train_end(resumed)
     assert len(read_findings(tmp_path / "findings.jsonl")) == 2  # nothing repeated
