@@ -76,15 +76,15 @@ def main() -> int:
 
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
-    from asrlab.data.manifest import load_manifest
+    from asrlab.data.text import read_transcripts
     from asrlab.decode import GreedyDecoder
     from asrlab.decode.beam import BeamDecoder
     from asrlab.inference import Recognizer
     from asrlab.metrics import error_rates
     from asrlab.onnx_infer import OnnxRecognizer
 
-    utts = load_manifest(args.data)[: args.limit]
     pt = Recognizer.from_path(args.model)
+    utts = read_transcripts(args.data, pt.text_normalizer).utterances[: args.limit]
     onnx_path = args.onnx
     if onnx_path is None:
         from asrlab.export import export_onnx
@@ -96,7 +96,7 @@ def main() -> int:
         print(f"WARNING: {onnx_path} was exported from another checkpoint than {args.model} "
               f"({ox.meta.get('checkpoint_meta')} vs {pt.ckpt.meta}): re-export it",
               file=sys.stderr)
-    waves = [pt.load(u.audio_filepath) for u in utts]
+    waves = [pt.load(u.audio_filepath, u.offset, u.span) for u in utts]
     refs = [u.text for u in utts]
     audio_s = sum(len(w) for w in waves) / pt.sample_rate
 
