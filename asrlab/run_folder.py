@@ -92,8 +92,12 @@ def check_reuse(run_dir: Path, resume: bool, overwrite: bool) -> None:
             f"{run_dir} already holds a run ({', '.join(found)}); continue it with "
             f"`asrlab train --resume {run_dir}`, start it over with --overwrite (deletes its "
             f"checkpoints, metrics and findings), or choose another --out folder")
-    for name in RECORD + ("val_samples.jsonl",):
+    for name in RECORD + ("val_samples.jsonl", "doctor_trace.jsonl"):
         (run_dir / name).unlink(missing_ok=True)
+    if found:  # --overwrite: the old run's TensorBoard events would mix with the new ones
+        import shutil
+
+        shutil.rmtree(run_dir / "tb", ignore_errors=True)
     remove_stale_tmp(run_dir)
 
 
@@ -152,15 +156,37 @@ def repair(run_dir: Path, ckpt) -> list[str]:
                         tokenizer=ckpt.tokenizer, stats=ckpt.stats, meta=ckpt.meta)
         done.append(f"best.pt rebuilt from last.pt (epoch {best_epoch} was the best)")
     step = int(state.get("step", 0))
-    findings = run_dir / "findings.jsonl"
-    if findings.is_file():
-        lines = findings.read_text().splitlines(keepends=True)
-        keep = [x for x in lines if x.strip() and json.loads(x).get("step", 0) <= step]
-        if len(keep) != len(lines):
-            write_text_atomically(findings, "".join(keep))
-            done.append(f"dropped {len(lines) - len(keep)} finding(s) of the epoch that was "
-                        f"not saved")
+    for name in ("findings.jsonl", "doctor_trace.jsonl"):  # what the lost part of an epoch wrote
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        lines = path.read_text().splitlines(keepends=True)
+        keep = [y for y in (upto_step(x, step) for x in lines if x.strip()) if y is not None]
+        if keep != lines:
+            write_text_atomically(path, "".join(keep))
+            done.append(f"dropped {len(lines) - len(keep)} line(s) of {name} written after the "
+                        f"last checkpoint (step {step})")
     return done
+
+
+def upto_step(line: str, step: int) -> str | None:
+    """The line if it was written before update number `step` ran (last.pt's step: updates
+    completed), else None; a line cut by the crash is dropped. Findings and validation rows
+    carry the updates completed; the doctor's per-update rows (`"source": "train"`, and loss
+    rows `"losses": [[update, loss], ...]`, which keep their earlier entries) carry the 0-based
+    index of the update."""
+    try:
+        row = json.loads(line)
+        at = int(row.get("step", 0))
+        if at > step or (row.get("source") == "train" and at >= step):
+            return None
+        if isinstance(row.get("losses"), list):
+            losses = [x for x in row["losses"] if int(x[0]) < step]
+            if len(losses) != len(row["losses"]):
+                return json.dumps({**row, "losses": losses}) + "\n" if losses else None
+        return line if line.endswith("\n") else line + "\n"
+    except (ValueError, AttributeError, TypeError, IndexError):
+        return None
 
 
 def best_meta_epoch(run_dir: Path) -> int | None:

@@ -79,6 +79,11 @@ def assert_consistent(run: Path, epochs: int) -> None:
     best = load(run / "best.pt")
     assert best.meta["epoch"] == best_row["epoch"] == last.train_state["state"]["best_epoch"]
     assert not list(run.glob("*.tmp"))
+    trace = [json.loads(x) for x in (run / "doctor_trace.jsonl").read_text().splitlines()]
+    obs = [(r["step"], r["source"]) for r in trace if r["type"] == "obs"]
+    assert len(obs) == len(set(obs)), "the lost epoch's observations were kept"
+    losses = [s for r in trace if r["type"] == "loss" for s, _ in r["losses"]]
+    assert len(losses) == len(set(losses))
 
 
 def crash(point: str, epoch: int, corpus: Path, run: Path) -> None:

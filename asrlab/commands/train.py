@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 from pathlib import Path
 
@@ -184,6 +185,12 @@ def run(args) -> int:
         return 1
     except CheckpointWriteError as e:
         console.print(f"[red]cannot save the checkpoint:[/red] {e}")
+        return 1
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        console.print(f"[red]disk full:[/red] writing {e.filename or out}: {e.strerror}; free "
+                      f"some space, then continue with `asrlab train --resume {out}`")
         return 1
     console.print(f"done ({result.stopped}): best val CER {result.best_cer:.4f} at epoch "
                   f"{result.best_epoch}; run folder {result.run_dir}")
