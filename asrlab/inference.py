@@ -13,6 +13,7 @@ import torch
 from asrlab.audio import load_audio
 from asrlab.checkpoint import Checkpoint, load
 from asrlab.decode.greedy import Hypothesis, greedy_decode
+from asrlab.onnx_infer import FRAMES_PER_SECOND, length_batches  # torch-free, shared batching
 
 
 class Recognizer:
@@ -49,20 +50,13 @@ class Recognizer:
     def log_probs(self, waves: list[np.ndarray]) -> list[np.ndarray]:
         """One (T', V) float32 array per waveform; batched by length, returned in input order."""
         feats = [self.pipeline(w) for w in waves]
-        order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
         out: list[np.ndarray | None] = [None] * len(feats)
-        frames_per_batch = max(1, int(self.batch_seconds * 100))
-        start = 0
-        while start < len(order):
-            end = start + 1  # grow while padded frames stay within budget
-            while end < len(order) and feats[order[end]].shape[0] * (end - start + 1) <= frames_per_batch:
-                end += 1
-            idx = order[start:end]
+        budget = max(1, int(self.batch_seconds * FRAMES_PER_SECOND))
+        for idx in length_batches([f.shape[0] for f in feats], budget):
             x, lens = pad([feats[i] for i in idx])
             lp, olens = self.model(x, lens)  # (B, T', V)
             for b, i in enumerate(idx):
                 out[i] = lp[b, :int(olens[b])].float().numpy()
-            start = end
         return out  # type: ignore[return-value]
 
     def transcribe(self, waves: list[np.ndarray], blank_penalty: float = 0.0) -> list[Hypothesis]:

@@ -79,8 +79,8 @@ class OnnxRecognizer:
 
 
 def length_batches(lengths: list[int], frames_per_batch: int) -> list[list[int]]:
-    """Indices sorted by length, grouped while padded frames stay within the budget (the same
-    rule as Recognizer.log_probs)."""
+    """Indices sorted by length, grouped while padded frames stay within the budget (both
+    recognizers batch with it)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     batches, start = [], 0
     while start < len(order):
