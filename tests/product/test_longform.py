@@ -204,3 +204,18 @@ def test_unknown_length_flac_gets_its_real_duration_in_prepare(tmp_path):
     path.write_bytes(set_flac_total_samples(buf.getvalue(), 0))
     duration, problem = probe(Candidate("u", path, "text", "test"))
     assert problem is None and duration == pytest.approx(3.0)  # not 576 trillion seconds
+
+
+def test_onnx_recognizer_is_chunked_the_same_way(tiny_onnx, digit_corpus, tmp_path):
+    from asrlab.decode import GreedyDecoder
+    from asrlab.onnx_infer import OnnxRecognizer
+    from asrlab.transcribe import Transcriber
+
+    wave8k, sr = _long_wave(digit_corpus)
+    path = tmp_path / "long.wav"
+    sf.write(path, wave8k, sr)
+    rec = OnnxRecognizer(tiny_onnx, threads=1)
+    whole = Transcriber(rec, GreedyDecoder(rec.tokenizer), chunking=ChunkConfig(60.0, 4.0))
+    chunked = Transcriber(rec, GreedyDecoder(rec.tokenizer), chunking=ChunkConfig(4.0, 2.0))
+    a, b = whole.transcribe_file(path), chunked.transcribe_file(path)
+    assert a["text"] and a["text"] == b["text"] and a["duration"] == b["duration"]
