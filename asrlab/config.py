@@ -123,6 +123,11 @@ class TrainConfig:
     # auto: bf16 autocast on cuda and on CPUs with native bf16 (AVX512_BF16/AMX), else fp32
     precision: str = "auto"  # auto | fp32 | bf16
     num_workers: int = 0  # DataLoader workers (features are cheap next to the model on CPU)
+    # Training log-mels of each (utterance, speed factor) are computed once and kept: up to
+    # feature_cache_mb in memory, the rest as memory-mapped files under feature_cache_dir
+    # (None: not kept). 0 and None: computed every epoch. See asrlab.data.featcache.
+    feature_cache_mb: float = 2048.0
+    feature_cache_dir: str | None = None
     # Fine-tuning: start from this run folder's (or checkpoint's) weights, same architecture;
     # a fresh optimizer and schedule in a new run folder (not --resume). See FINETUNE_TRAIN.
     init_from: str | None = None
@@ -170,6 +175,9 @@ class Config:
             problems.append(f"train.device {self.train.device!r}: use auto, cpu or cuda")
         if self.train.precision not in ("auto", "fp32", "bf16"):
             problems.append(f"train.precision {self.train.precision!r}: use auto, fp32 or bf16")
+        if self.train.feature_cache_mb < 0:
+            problems.append(f"train.feature_cache_mb ({self.train.feature_cache_mb}) must be >= 0 "
+                            "(megabytes of log-mels kept in memory; 0 keeps none)")
         if not 0 <= self.train.ctc_smoothing < 1:
             problems.append("train.ctc_smoothing must be in [0, 1): 0.05-0.1 is typical")
         if not 0 <= self.model.dropout < 1:

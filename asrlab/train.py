@@ -48,6 +48,7 @@ from asrlab.checkpoint import load as load_checkpoint
 from asrlab.checkpoint import save_checkpoint
 from asrlab.config import Config
 from asrlab.data.dataset import Batch, SpeechDataset, collate, load_noises
+from asrlab.data.featcache import FeatureCache
 from asrlab.data.manifest import ManifestError
 from asrlab.data.sampler import BucketBatchSampler
 from asrlab.data.scan import ScanResult, scan_split, write_counts, write_skipped
@@ -570,7 +571,7 @@ def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val
         noises = load_noises(cfg.augment.noise_dir, cfg.features.sample_rate)
         log.info("noise augmentation: %d files from %s", len(noises), cfg.augment.noise_dir)
     train_ds = SpeechDataset(tr.used, pipeline, tokenizer, cfg.augment, cfg.train.seed,
-                             waves=tr.waves, noises=noises)
+                             waves=tr.waves, noises=noises, feature_cache=feature_cache(cfg, tr))
     val_ds = SpeechDataset(va.used, pipeline, tokenizer, None, waves=va.waves)
     sampler = BucketBatchSampler([u.duration for u in tr.used], cfg.train.batch_size,
                                  cfg.train.batch_seconds, True, cfg.train.sort_first_epoch,
@@ -584,6 +585,19 @@ def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val
     return Setup(run, ddp_model, optimizer, stats, train_ds, sampler,
                  make_loader(train_ds, sampler, cfg), make_loader(val_ds, val_sampler, cfg), cbs,
                  notes)
+
+
+def feature_cache(cfg: Config, tr: ScanResult) -> FeatureCache | None:
+    """The training log-mel cache, holding already the 1.0x variants the CMVN scan computed."""
+    t = cfg.train
+    if not t.feature_cache_mb and not t.feature_cache_dir:
+        return None
+    cache = FeatureCache(cfg.features, tr.used, t.feature_cache_mb, t.feature_cache_dir)
+    for i, u in enumerate(tr.used):
+        if u.id in tr.feats:
+            cache.put(i, 1.0, tr.feats.pop(u.id))
+    tr.feats.clear()
+    return cache
 
 
 def run_epoch(s: Setup, progress, deadline: float, t_start: float, budget_s: float | None

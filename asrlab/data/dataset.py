@@ -20,6 +20,7 @@ import torch
 from asrlab.audio import AudioError, load_audio, speed_perturb
 from asrlab.config import AugmentConfig
 from asrlab.data.augment import augment_wave, channel_wave
+from asrlab.data.featcache import FeatureCache
 from asrlab.data.manifest import Utterance
 from asrlab.features import FeaturePipeline, spec_augment, vtlp_factor
 
@@ -70,6 +71,10 @@ def add_noise(wave: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     return (wave + noise * np.sqrt(p_sig / (p_noise * 10 ** (snr_db / 10)))).astype(np.float32)
 
 
+# What SpeechDataset.features runs the augmentation draws on to learn, cheaply, whether they
+# leave the waveform alone (long enough for every step's filters, e.g. band_limit's filtfilt).
+CACHE_PROBE_WAVE = np.full(4000, 1e-3, np.float32)
+
 NOISE_KINDS = ("white", "pink")
 NOISE_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
@@ -113,8 +118,10 @@ def load_noises(folder: str | Path, sample_rate: int) -> list[np.ndarray]:
 class SpeechDataset(torch.utils.data.Dataset):
     def __init__(self, utts: list[Utterance], pipeline: FeaturePipeline, tokenizer,
                  augment: AugmentConfig | None = None, seed: int = 0, cache_audio: bool = True,
-                 noises: list[np.ndarray] | None = None, waves: dict[str, np.ndarray] | None = None):
-        """`waves` (id -> waveform) pre-fills the audio cache, e.g. from asrlab.data.scan."""
+                 noises: list[np.ndarray] | None = None, waves: dict[str, np.ndarray] | None = None,
+                 feature_cache: FeatureCache | None = None):
+        """`waves` (id -> waveform) pre-fills the audio cache, e.g. from asrlab.data.scan;
+        `feature_cache` keeps training log-mels across epochs (bit-identical batches)."""
         self.utts, self.pipeline, self.tokenizer = utts, pipeline, tokenizer
         self.augment, self.seed, self.epoch = augment, seed, 0
         self.cache: dict[int, np.ndarray] | None = {} if cache_audio else None
@@ -122,6 +129,8 @@ class SpeechDataset(torch.utils.data.Dataset):
             self.cache.update({i: waves[u.id] for i, u in enumerate(utts) if u.id in waves})
         self.feat_cache: dict[int, np.ndarray] = {}
         self.noises = noises or []
+        # training: raw log-mels per (utterance, speed factor), see asrlab.data.featcache
+        self.feature_cache = feature_cache if augment is not None else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -144,17 +153,34 @@ class SpeechDataset(torch.utils.data.Dataset):
                 self.feat_cache[i] = self.pipeline(self.wave(i))
             return self.feat_cache[i]
         rng = np.random.default_rng((self.seed, self.epoch, i))
-        wave = self.wave(i)
         aug = self.augment
-        sr = self.pipeline.cfg.sample_rate
+        speed = 1.0
         if len(aug.speed_perturb) > 1 or aug.speed_perturb[0] != 1.0:
-            wave = speed_perturb(wave, float(rng.choice(aug.speed_perturb)))
+            speed = float(rng.choice(aug.speed_perturb))
+        if self.feature_cache is not None:
+            # Try the draws on a short stand-in first: when no step changes the waveform and
+            # the filterbank is not warped, the generator is now where the full path would have
+            # left it and the raw log-mel of this speed variant can come from the cache.
+            before = rng.bit_generator.state
+            stand_in = CACHE_PROBE_WAVE
+            if self.wave_steps(stand_in, rng) is stand_in and vtlp_factor(aug, rng) == 1.0:
+                raw = self.feature_cache.get_or_compute(
+                    i, speed, lambda: self.pipeline.raw(speed_perturb(self.wave(i), speed)))
+                return spec_augment(self.pipeline.normalize(raw), aug, rng)
+            rng.bit_generator.state = before
+        wave = self.wave_steps(speed_perturb(self.wave(i), speed), rng)
+        return spec_augment(self.pipeline(wave, vtlp_factor(aug, rng)), aug, rng)
+
+    def wave_steps(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The waveform augmentations after speed perturbation, in order; each step returns
+        its input object unchanged when it draws "off" (the feature cache relies on that)."""
+        aug, sr = self.augment, self.pipeline.cfg.sample_rate
         wave, _ = augment_wave(wave, aug, rng, self.seed, sr)
         if aug.noise_prob > 0 and rng.random() < aug.noise_prob:
             snr_db = float(rng.uniform(*aug.noise_snr_db))
             wave = add_noise(wave, self.noise(len(wave), rng), snr_db)
         wave, _ = channel_wave(wave, aug, rng, sr)
-        return spec_augment(self.pipeline(wave, vtlp_factor(aug, rng)), aug, rng)
+        return wave
 
     def noise(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """A noise file from a random start (add_noise tiles it), or generated white/pink."""

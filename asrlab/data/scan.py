@@ -51,6 +51,9 @@ class ScanResult:
     used: list[Utterance]
     skipped: list[Skipped]
     waves: dict[str, np.ndarray] = field(default_factory=dict)  # id -> waveform (kept if asked)
+    # id -> the raw log-mel the statistics were estimated from (kept with the waves), so the
+    # training feature cache starts with every 1.0x variant (asrlab.train.feature_cache)
+    feats: dict[str, np.ndarray] = field(default_factory=dict)
     sample_rates: dict[int, int] = field(default_factory=dict)  # native rate -> count
     stats: StatsAccumulator | None = None
 
@@ -119,7 +122,10 @@ def scan_split(split: str, utts: list[Utterance], sample_rate: int, tokenizer=No
         if rate is not None:
             result.sample_rates[rate] = result.sample_rates.get(rate, 0) + 1
         if result.stats is not None:
-            result.stats.add(logmel(wave))
+            feats = logmel(wave)
+            result.stats.add(feats)
+            if keep_waves:
+                result.feats[u.id] = feats
         if keep_waves:
             result.waves[u.id] = wave
         result.used.append(u)

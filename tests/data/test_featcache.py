@@ -5,6 +5,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from asrlab.config import FeatureConfig
@@ -75,3 +76,91 @@ def test_a_torn_disk_entry_is_recomputed(tmp_path):
     path.write_bytes(path.read_bytes()[:40])  # a write cut short
     again = FeatureCache(FeatureConfig(), utts, 0, tmp_path / "c")
     assert again.get_or_compute(0, 1.0, lambda: feats(2))[0, 0] == 2.0
+
+
+# ---- in the training dataset ---------------------------------------------------------------
+
+from asrlab.config import AugmentConfig  # noqa: E402
+from asrlab.data.dataset import SpeechDataset  # noqa: E402
+from asrlab.data.tokenizer import CharTokenizer  # noqa: E402
+from asrlab.features import FeaturePipeline, estimate_stats  # noqa: E402
+
+# name -> (augmentation, whether later epochs can reuse cached variants)
+AUGMENTS = {
+    "speed and SpecAugment only": (AugmentConfig(), True),
+    "every wave step sometimes": (AugmentConfig(noise_prob=0.3, pitch_prob=0.2,
+                                                bandlimit_prob=0.3, clip_prob=0.2), True),
+    "gain always": (AugmentConfig(gain_db=(-6.0, 6.0)), False),  # every waveform changes
+    "VTLP": (AugmentConfig(vtlp=(1.05, 1.1)), False),  # warped filterbanks: other log-mels
+}
+
+
+def speech_like(tmp_path: Path, n: int = 6) -> list[Utterance]:
+    rng = np.random.default_rng(1)
+    utts = []
+    for i in range(n):
+        seconds = 0.4 + 0.1 * i
+        t = np.arange(int(seconds * 16000)) / 16000
+        wave = (0.3 * np.sin(2 * np.pi * (200 + 50 * i) * t)
+                + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+        path = tmp_path / f"s{i}.wav"
+        sf.write(path, wave, 16000)
+        utts.append(Utterance(f"s{i}", path, seconds, "ab"))
+    return utts
+
+
+def epochs_of_features(utts, aug, cache, epochs=3) -> list[list[np.ndarray]]:
+    cfg = FeatureConfig()
+    from asrlab.audio import load_audio
+
+    pipeline = FeaturePipeline(cfg, estimate_stats([load_audio(u.audio_filepath) for u in utts], cfg))
+    ds = SpeechDataset(utts, pipeline, CharTokenizer.train(["ab"]), aug, seed=3, feature_cache=cache)
+    out = []
+    for epoch in range(epochs):
+        ds.set_epoch(epoch)
+        out.append([np.asarray(ds[i].feats) for i in range(len(utts))])
+    return out
+
+
+@pytest.mark.parametrize("name", list(AUGMENTS))
+def test_cached_features_are_bit_identical_to_the_uncached_path(tmp_path, name):
+    utts = speech_like(tmp_path)
+    aug, reusable = AUGMENTS[name]
+    cache = FeatureCache(FeatureConfig(), utts, memory_mb=64)
+    cached = epochs_of_features(utts, aug, cache, epochs=8)
+    plain = epochs_of_features(utts, aug, None, epochs=8)
+    for epoch_cached, epoch_plain in zip(cached, plain):
+        for a, b in zip(epoch_cached, epoch_plain):
+            np.testing.assert_array_equal(a, b)
+    if reusable:
+        assert cache.hits > 0 and cache.memory
+    else:  # nothing may come from the cache
+        assert cache.hits == 0 and not cache.memory
+
+
+def test_the_dataset_cache_stays_within_its_memory_bound(tmp_path):
+    utts = speech_like(tmp_path)
+    limit_mb = 0.05  # a few utterances' worth
+    cache = FeatureCache(FeatureConfig(), utts, memory_mb=limit_mb)
+    epochs_of_features(utts, AugmentConfig(), cache, epochs=4)
+    assert 0 < cache.bytes <= limit_mb * 2 ** 20
+    assert len(cache.memory) < 3 * len(utts)  # not every variant fitted
+
+
+def test_training_with_the_cache_is_identical_to_training_without(tmp_path):
+    """End to end: the scan's 1.0x log-mels seed the cache; the losses match to the bit."""
+    from asrlab.config import Config
+    from asrlab.train import train
+    from tests.conftest import write_tone_manifest
+
+    manifest = write_tone_manifest(tmp_path / "data", ["ab", "ba", "abba", "baab", "aab", "bba"])
+    base = Config().merged({
+        "model": {"hidden": 32, "conv_channels": 8},
+        "train": {"epochs": 3, "max_minutes": None, "batch_size": 2, "tensorboard": False,
+                  "precision": "fp32", "threads": 1}})
+    losses = {}
+    for name, mb in (("cached", 64.0), ("plain", 0.0)):
+        cfg = base.merged({"train": {"feature_cache_mb": mb}})
+        result = train(manifest, manifest, tmp_path / name, cfg, show_progress=False, force=True)
+        losses[name] = [(m.train_loss, m.val_loss) for m in result.metrics]
+    assert losses["cached"] == losses["plain"]
