@@ -38,9 +38,9 @@ class TrainProgress:
     def advance(self, loss: float, lr: float) -> None:
         self.progress.update(self.task, advance=1, loss=loss, lr=lr)
 
-    def note(self, text: str) -> None:
+    def note(self, text: str, source: str = "doctor") -> None:
         if self.enabled:
-            self.console.print(f"[yellow]doctor:[/yellow] {text}", soft_wrap=True)
+            self.console.print(f"[yellow]{source}:[/yellow] {text}", soft_wrap=True)
 
     def end_epoch(self, m) -> None:
         self.last = f"val CER {m.val_cer:.3f} blank {m.blank_ratio:.2f}"

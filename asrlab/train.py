@@ -677,6 +677,7 @@ def _train(train_path, val_path, run_dir: Path, config: Config, d, resume: bool,
     progress = TrainProgress(cfg.train.epochs, len(s.sampler), bar=show_progress and d.is_main,
                              console=console, quiet=not d.is_main)
     run.notify = progress.note
+    first_step = state.step
     with progress:
         while state.epoch < cfg.train.epochs:
             m, rows, out_of_time = run_epoch(s, progress, deadline, t_start, budget_s)
@@ -689,6 +690,11 @@ def _train(train_path, val_path, run_dir: Path, config: Config, d, resume: bool,
                 write_epoch(run_dir, m, rows)
                 log.info("epoch %d: %s", m.epoch, json.dumps(asdict(m)))
             progress.end_epoch(m)
+            if budget_s and len(metrics_list) == 1 and d.is_main:  # what to expect, once
+                forecast = budget_forecast(budget_s, time.time() - t_start,
+                                           state.step - first_step, run.steps_per_epoch)
+                log.info(forecast)
+                progress.note(forecast, source="budget")
             if out_of_time:
                 stopped = f"time budget ({cfg.train.max_minutes} min)"
                 break
@@ -701,6 +707,28 @@ def _train(train_path, val_path, run_dir: Path, config: Config, d, resume: bool,
     log.info("stopped: %s; best val CER %.4f at epoch %d", stopped, state.best_cer, state.best_epoch)
     distributed.shutdown(d)
     return TrainResult(run_dir, state.best_cer, state.best_epoch, state.epoch, stopped, metrics_list)
+
+
+# Updates the default recipe needed to reach val CER 0.10 on the espeak-ng default corpus
+# (bench/time_to_cer.py, 3 seeds: epoch 16-17 of 98 updates; docs/benchmarks.md). Updates, not
+# seconds, so it holds on any machine; only the time per update differs.
+REFERENCE_UPDATES_TO_CER_010 = 1650
+
+
+def budget_forecast(budget_s: float, elapsed_s: float, updates: int, updates_per_epoch: int) -> str:
+    """After the first epoch: how far the time budget will get on this machine."""
+    rate = updates / max(elapsed_s, 1e-9)  # updates per second, validation included
+    total = updates + rate * max(0.0, budget_s - elapsed_s)
+    text = (f"this machine: {elapsed_s:.0f} s for the first epoch ({updates} updates); the "
+            f"{budget_s / 60:g}-minute budget will reach about {total:,.0f} updates "
+            f"({total / max(1, updates_per_epoch):.0f} epochs)")
+    ref = REFERENCE_UPDATES_TO_CER_010
+    if total >= ref:
+        return (f"{text}. The default recipe reached val CER 0.10 after about {ref:,} updates on "
+                f"the default corpus: minute {ref / rate / 60:.0f} here.")
+    return (f"{text}, fewer than the ~{ref:,} the default recipe needed to reach val CER 0.10 on "
+            f"the default corpus: expect a higher CER, or give --max-minutes "
+            f"{math.ceil(ref / rate / 60)}.")
 
 
 def default_callbacks(cfg: Config, run_dir: Path, is_main: bool = True) -> list:
