@@ -36,9 +36,9 @@ from torch import nn
 
 from asrlab.checkpoint import Checkpoint, load
 from asrlab.inference import Recognizer, pad
+from asrlab.recognizer import METADATA_KEY
 
 OPSET = 17
-METADATA_KEY = "asrlab"
 METADATA_FORMAT = 1
 PARITY_TOL = 1e-4
 

@@ -1,6 +1,8 @@
-"""Batched inference with a trained model: waveforms -> log-probs -> hypotheses.
+"""Batched inference with a trained PyTorch checkpoint: waveforms -> log-probs.
 
 Used by evaluate, transcribe, diagnose and the server, so all of them see the same model output.
+Batching, padding and feature extraction are asrlab.recognizer.BaseRecognizer's (shared with
+the ONNX recognizer); this class adds only the torch forward call.
 """
 
 from __future__ import annotations
@@ -10,13 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asrlab.audio import load_audio
 from asrlab.checkpoint import Checkpoint, load
-from asrlab.decode.greedy import Hypothesis, greedy_decode
-from asrlab.onnx_infer import FRAMES_PER_SECOND, length_batches  # torch-free, shared batching
+from asrlab.recognizer import BaseRecognizer, pad_frames
 
 
-class Recognizer:
+class Recognizer(BaseRecognizer):
     def __init__(self, ckpt: Checkpoint, batch_seconds: float = 60.0):
         self.ckpt = ckpt
         self.model = ckpt.model.eval()
@@ -42,32 +42,14 @@ class Recognizer:
         probe = torch.tensor([1000])
         return hop * 1000 / int(self.model.output_lengths(probe))
 
-    def load(self, path: str | Path, offset: float = 0.0, duration: float | None = None
-             ) -> np.ndarray:
-        return load_audio(path, self.sample_rate, offset, duration)
-
     @torch.inference_mode()
-    def log_probs(self, waves: list[np.ndarray]) -> list[np.ndarray]:
-        """One (T', V) float32 array per waveform; batched by length, returned in input order."""
-        feats = [self.pipeline(w) for w in waves]
-        out: list[np.ndarray | None] = [None] * len(feats)
-        budget = max(1, int(self.batch_seconds * FRAMES_PER_SECOND))
-        for idx in length_batches([f.shape[0] for f in feats], budget):
-            x, lens = pad([feats[i] for i in idx])
-            lp, olens = self.model(x, lens)  # (B, T', V)
-            for b, i in enumerate(idx):
-                out[i] = lp[b, :int(olens[b])].float().numpy()
-        return out  # type: ignore[return-value]
-
-    def transcribe(self, waves: list[np.ndarray], blank_penalty: float = 0.0) -> list[Hypothesis]:
-        return [greedy_decode(lp, len(lp), self.tokenizer, blank_penalty)
-                for lp in self.log_probs(waves)]
+    def forward(self, x: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lp, olens = self.model(torch.from_numpy(x), torch.from_numpy(lengths))  # (B, T', V)
+        return lp.float().numpy(), olens.numpy()
 
 
 def pad(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """List of (T, F) -> (B, T_max, F) zero-padded, (B,) lengths."""
-    T = max(f.shape[0] for f in feats)
-    x = torch.zeros(len(feats), T, feats[0].shape[1])
-    for b, f in enumerate(feats):
-        x[b, :f.shape[0]] = torch.from_numpy(f)
-    return x, torch.tensor([f.shape[0] for f in feats])
+    """List of (T, F) -> (B, T_max, F) zero-padded, (B,) lengths, as tensors (export's parity
+    check feeds the same arrays to torch and onnxruntime)."""
+    x, lengths = pad_frames(feats)
+    return torch.from_numpy(x), torch.from_numpy(lengths)

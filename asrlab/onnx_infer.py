@@ -1,8 +1,8 @@
 """Inference with an exported .onnx model and onnxruntime alone: no torch import anywhere here.
 
-`OnnxRecognizer` has the same surface as `asrlab.inference.Recognizer` (sample_rate,
-frame_seconds, tokenizer, pipeline, load, log_probs), so Transcriber, the server and the
-benchmarks use either. Everything but the weights comes from the model's metadata (written by
+`OnnxRecognizer` and `asrlab.inference.Recognizer` share `asrlab.recognizer.BaseRecognizer`
+(batching, padding, features, load, log_probs) and differ only in `forward`, so Transcriber, the
+server and the benchmarks use either. Everything but the weights comes from the model's metadata (written by
 `asrlab export`): vocabulary, feature config, CMVN statistics, frame duration, and the text
 rules (`text_normalizer`) that references are normalized with, as the checkpoint's are.
 """
@@ -14,17 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from asrlab.audio import load_audio
 from asrlab.config import FeatureConfig
 from asrlab.data.text import TextNormalizer
 from asrlab.data.tokenizer import tokenizer_from_dict
 from asrlab.features import FeaturePipeline, FeatureStats
-
-METADATA_KEY = "asrlab"  # same as asrlab.export.METADATA_KEY (not imported: export needs torch)
-FRAMES_PER_SECOND = 100  # budget unit for batching, as in Recognizer (10 ms features)
+from asrlab.recognizer import METADATA_KEY, BaseRecognizer
 
 
-class OnnxRecognizer:
+class OnnxRecognizer(BaseRecognizer):
     def __init__(self, path: str | Path, threads: int | None = None, batch_seconds: float = 60.0):
         import onnxruntime as ort
 
@@ -61,41 +58,6 @@ class OnnxRecognizer:
     def from_path(cls, path: str | Path, **kw) -> "OnnxRecognizer":
         return cls(path, **kw)
 
-    def load(self, path: str | Path, offset: float = 0.0, duration: float | None = None
-             ) -> np.ndarray:
-        return load_audio(path, self.sample_rate, offset, duration)
-
-    def log_probs(self, waves: list[np.ndarray]) -> list[np.ndarray]:
-        """One (T', V) float32 array per waveform; batched by length, in input order."""
-        feats = [self.pipeline(w) for w in waves]
-        out: list[np.ndarray | None] = [None] * len(feats)
-        budget = max(1, int(self.batch_seconds * FRAMES_PER_SECOND))
-        for idx in length_batches([f.shape[0] for f in feats], budget):
-            x, lengths = pad_numpy([feats[i] for i in idx])
-            lp, olens = self.session.run(None, {"feats": x, "lengths": lengths})
-            for b, i in enumerate(idx):
-                out[i] = lp[b, :int(olens[b])]
-        return out  # type: ignore[return-value]
-
-
-def length_batches(lengths: list[int], frames_per_batch: int) -> list[list[int]]:
-    """Indices sorted by length, grouped while padded frames stay within the budget (both
-    recognizers batch with it)."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches, start = [], 0
-    while start < len(order):
-        end = start + 1
-        while end < len(order) and lengths[order[end]] * (end - start + 1) <= frames_per_batch:
-            end += 1
-        batches.append(order[start:end])
-        start = end
-    return batches
-
-
-def pad_numpy(feats: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """List of (T, F) -> (B, T_max, F) float32 zero-padded, (B,) int64 lengths."""
-    T = max(f.shape[0] for f in feats)
-    x = np.zeros((len(feats), T, feats[0].shape[1]), np.float32)
-    for b, f in enumerate(feats):
-        x[b, :f.shape[0]] = f
-    return x, np.array([f.shape[0] for f in feats], np.int64)
+    def forward(self, x: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lp, olens = self.session.run(None, {"feats": x, "lengths": lengths})
+        return lp, olens

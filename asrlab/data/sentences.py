@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from asrlab.data.numbers import number_to_words, ordinal_words  # re-exported in __all__
+
 __all__ = ["GENERATOR_VERSION", "ALPHABET", "generate_sentences", "normalize_text",
            "number_to_words", "ordinal_words", "load_text_file", "read_text_file",
            "TextFileReport"]
@@ -38,49 +40,6 @@ ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyz' ")
 MIN_WORDS, MAX_WORDS = 4, 14
 
 
-# --------------------------------------------------------------------------- numbers
-
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
-         "fourteen fifteen sixteen seventeen eighteen nineteen").split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-_SCALES = ((10 ** 12, "trillion"), (10 ** 9, "billion"), (10 ** 6, "million"), (1000, "thousand"))
-_ORDINAL_IRREGULAR = {"one": "first", "two": "second", "three": "third", "five": "fifth",
-                      "eight": "eighth", "nine": "ninth", "twelve": "twelfth"}
-
-
-def number_to_words(n: int) -> str:
-    """Spell a whole number in words: 2024 -> 'two thousand twenty four'."""
-    if n < 0:
-        return "minus " + number_to_words(-n)
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        tens, ones = divmod(n, 10)
-        return _TENS[tens] + (" " + _ONES[ones] if ones else "")
-    if n < 1000:
-        hundreds, rest = divmod(n, 100)
-        return _ONES[hundreds] + " hundred" + (" " + number_to_words(rest) if rest else "")
-    for value, name in _SCALES:
-        if n >= value:
-            high, rest = divmod(n, value)
-            tail = " " + number_to_words(rest) if rest else ""
-            return f"{number_to_words(high)} {name}{tail}"
-    raise AssertionError("unreachable")
-
-
-def ordinal_words(n: int) -> str:
-    """Spell an ordinal: 21 -> 'twenty first'."""
-    words = number_to_words(n).split()
-    last = words[-1]
-    if last in _ORDINAL_IRREGULAR:
-        words[-1] = _ORDINAL_IRREGULAR[last]
-    elif last.endswith("y"):
-        words[-1] = last[:-1] + "ieth"
-    else:
-        words[-1] = last + "th"
-    return " ".join(words)
-
-
 # --------------------------------------------------------------------------- normalization
 
 _ABBREVIATIONS = {"mr.": "mister", "mrs.": "missus", "dr.": "doctor", "e.g.": "for example",
@@ -90,7 +49,7 @@ _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": 
 
 
 def _digits_one_by_one(digits: str) -> str:
-    return " ".join(_ONES[int(d)] for d in digits)
+    return " ".join(number_to_words(int(d)) for d in digits)
 
 
 def _spell_int(digits: str) -> str:
