@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from asrlab.config import Config
-from asrlab.data.tokenizer import tokenizer_from_dict
+from asrlab.data.tokenizer import Tokenizer, tokenizer_from_dict
 from asrlab.features import FeaturePipeline, FeatureStats
 from asrlab.models import CTCModel, build_model
 
@@ -123,7 +123,7 @@ def write_atomically(path: Path, write, size_hint: int = 0) -> None:
 class Checkpoint:
     path: Path
     config: Config
-    tokenizer: object
+    tokenizer: Tokenizer
     stats: FeatureStats
     model: CTCModel
     meta: dict = field(default_factory=dict)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from asrlab.audio import AudioError, AudioLimits, check_samples, load_audio
 from asrlab.data.text import read_transcripts
-from asrlab.decode import describe_decoder, make_decoder
+from asrlab.decode import DecoderOptions, describe_decoder, make_decoder
 from asrlab.inference import Recognizer
 from asrlab.metrics import error_rates, utterance_errors
 
@@ -45,10 +45,14 @@ class EvalReport:
                 "rtf": round(self.decode_seconds / max(self.audio_seconds, 1e-9), 5)}
 
 
-def evaluate(model_path: Path, data_path: Path, out: Path | None = None, args=None,
-             limits: AudioLimits = AudioLimits()) -> EvalReport:
+def evaluate(model_path: Path, data_path: Path, out: Path | None = None,
+             options: DecoderOptions | None = None, limits: AudioLimits = AudioLimits()
+             ) -> EvalReport:
+    """`options`: the decoder (None: greedy)."""
+    if options is not None and not isinstance(options, DecoderOptions):
+        options = DecoderOptions(**vars(options))  # bench/fsdd.py digit_lm: a Namespace of them
     rec = Recognizer.from_path(model_path)
-    decoder = make_decoder(args, rec.tokenizer)
+    decoder = make_decoder(options, rec.tokenizer)
     utts = read_transcripts(data_path, rec.text_normalizer).utterances  # the model's text rules
     waves, kept, skipped = [], [], []
     for u in utts:

@@ -1,6 +1,6 @@
 """Transcribe audio with a trained model: PyTorch checkpoint or exported ONNX model.
 
-    tr = Transcriber.from_args(args)   # --model RUN | --onnx model.onnx (or --model x.onnx)
+    tr = Transcriber.load("runs/x", DecoderOptions(beam=8), threads=1)  # or "model.onnx"
     tr.transcribe_file("a.wav")        # {"text", "words": [{"word","start","end","confidence"}],
                                        #  "duration"}
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from asrlab.audio import AudioLimits, AudioReader, check_samples, load_audio
-from asrlab.decode import make_decoder
+from asrlab.decode import DecoderOptions, make_decoder
 from asrlab.longform import ArraySource, ChunkConfig, windows_log_probs
 from asrlab.words import Word, words_for
 
@@ -67,10 +67,13 @@ class Transcriber:
         self.limits, self.chunking = limits.validate(), chunking.validate()
 
     @classmethod
-    def from_args(cls, args, limits: AudioLimits | None = None) -> "Transcriber":
-        rec = load_recognizer(getattr(args, "model", None), getattr(args, "onnx", None),
-                              getattr(args, "threads", None))
-        return cls(rec, make_decoder(args, rec.tokenizer), limits or AudioLimits())
+    def load(cls, model: str | Path, options: DecoderOptions = DecoderOptions(),
+             threads: int | None = None, limits: AudioLimits = AudioLimits(),
+             chunking: ChunkConfig = ChunkConfig()) -> "Transcriber":
+        """`model`: a run folder or checkpoint (PyTorch), or an exported .onnx file (onnxruntime
+        only, no torch import)."""
+        rec = load_recognizer(model, threads=threads)
+        return cls(rec, make_decoder(options, rec.tokenizer), limits, chunking)
 
     @property
     def sample_rate(self) -> int:

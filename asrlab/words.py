@@ -18,6 +18,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from asrlab.data.tokenizer import Tokenizer
+from asrlab.decode.greedy import best_path
+
 
 @dataclass(frozen=True)
 class WordSpan:
@@ -37,30 +40,11 @@ class Word:
         return asdict(self)
 
 
-def token_strings(tokenizer) -> list[str]:
-    """Each id's string: characters (CharTokenizer.symbols) or SentencePiece pieces with their
-    ▁ word-start mark (BpeTokenizer.pieces); the blank first either way."""
-    for attr in ("symbols", "pieces"):
-        strings = getattr(tokenizer, attr, None)
-        if strings is not None:
-            return list(strings)
-    raise TypeError(f"{type(tokenizer).__name__} has neither .symbols nor .pieces")
-
-
-def best_path(log_probs: np.ndarray, blank: int, blank_penalty: float = 0.0) -> np.ndarray:
-    """The greedy decoder's path (T,), same blank penalty."""
-    lp = np.asarray(log_probs, dtype=np.float32)
-    if blank_penalty:
-        lp = lp.copy()
-        lp[:, blank] -= blank_penalty
-    return lp.argmax(axis=1)
-
-
-def greedy_spans(tokens: list[int], frames: list[int], path: np.ndarray, tokenizer
+def greedy_spans(tokens: list[int], frames: list[int], path: np.ndarray, tokenizer: Tokenizer
                  ) -> list[WordSpan]:
     """Word spans from a greedy hypothesis: tokens with their start frames, split into words at
     space symbols (character vocabularies) or at pieces starting with ▁ (BPE)."""
-    strings = token_strings(tokenizer)
+    strings = tokenizer.pieces
     spans: list[WordSpan] = []
     chars: list[str] = []
     start = end = -1
@@ -92,7 +76,7 @@ def greedy_spans(tokens: list[int], frames: list[int], path: np.ndarray, tokeniz
     return spans
 
 
-def word_spans(hyp, log_probs: np.ndarray, tokenizer, blank_penalty: float = 0.0
+def word_spans(hyp, log_probs: np.ndarray, tokenizer: Tokenizer, blank_penalty: float = 0.0
                ) -> list[WordSpan]:
     """Spans for any Hypothesis: a beam hypothesis carries them, a greedy one is re-derived."""
     beam_frames = getattr(hyp, "word_frames", None)
@@ -118,7 +102,7 @@ def timed_words(spans: list[WordSpan], log_probs: np.ndarray, frame_seconds: flo
     return words
 
 
-def words_for(hyp, log_probs: np.ndarray, tokenizer, frame_seconds: float, duration: float,
+def words_for(hyp, log_probs: np.ndarray, tokenizer: Tokenizer, frame_seconds: float, duration: float,
               blank_penalty: float = 0.0) -> list[Word]:
     return timed_words(word_spans(hyp, log_probs, tokenizer, blank_penalty), log_probs,
                        frame_seconds, duration)

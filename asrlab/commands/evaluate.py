@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from asrlab.commands.decoding import add_decoder_arguments, decoder_options
 from asrlab.commands.transcribe import add_audio_limit_arguments, audio_limits
-from asrlab.decode import add_decoder_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def run(args) -> int:
     from asrlab.evaluate import evaluate
 
     out = args.out or default_out(args.model, args.data)
-    report = evaluate(args.model, args.data, out, args, audio_limits(args))
+    report = evaluate(args.model, args.data, out, decoder_options(args), audio_limits(args))
     print(json.dumps(report.summary(), indent=2))
     print(f"report: {out}\nper-utterance: {report.utterances_path}")
     if not report.skipped:

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from asrlab.decode import add_decoder_arguments
+from asrlab.commands.decoding import add_decoder_arguments, decoder_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,7 +57,8 @@ def run(args) -> int:
                           max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,
                           workers=args.workers, max_uploads=args.max_uploads,
                           body_timeout_s=args.body_timeout).validate()
-    tr = Transcriber.from_args(args, limits.audio)
+    tr = Transcriber.load(args.model, decoder_options(args), args.threads,
+                          limits.audio)
     bound = limits.memory_bound(tr.sample_rate)
     available = physical_memory()
     if available and bound > available // 2:

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from asrlab.decode import add_decoder_arguments
+from asrlab.commands.decoding import add_decoder_arguments, decoder_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,7 +46,8 @@ def run(args) -> int:
 
     if args.model is None and args.onnx is None:
         raise ValueError("--model RUN (a run folder or checkpoint) or --onnx model.onnx is required")
-    tr = Transcriber.from_args(args, audio_limits(args))
+    tr = Transcriber.load(args.onnx or args.model, decoder_options(args), args.threads,
+                          audio_limits(args))
     status = 0
     for path in args.files:
         try:

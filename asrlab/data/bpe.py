@@ -57,7 +57,7 @@ class BpeTokenizer:
 
     @property
     def pieces(self) -> list[str]:
-        """Piece strings by id, the blank first (for display and debugging)."""
+        """Piece strings by id, the blank first (asrlab.data.tokenizer.Tokenizer.pieces)."""
         return ["<blank>"] + [self.sp.id_to_piece(i) for i in range(self.sp.get_piece_size())]
 
     def oov(self, text: str) -> set[str]:

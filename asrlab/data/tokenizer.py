@@ -2,15 +2,39 @@
 
 `CharTokenizer` (default) takes its symbols from the training text. `BpeTokenizer` wraps
 SentencePiece; its model bytes travel inside the checkpoint. Both round-trip through
-`to_dict()` / `tokenizer_from_dict()` so that a checkpoint needs nothing else.
+`to_dict()` / `tokenizer_from_dict()` so that a checkpoint needs nothing else. Code that takes
+either is typed with the `Tokenizer` protocol.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable
+from typing import Iterable, Protocol
 
 BLANK = "<blank>"
+
+
+class Tokenizer(Protocol):
+    """What decoders, word timing, training and the doctor use of a tokenizer."""
+    kind: str  # "char" | "bpe"
+    blank: int  # the CTC blank's id (0)
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def pieces(self) -> list[str]:
+        """Each id's string, the blank first: characters, or SentencePiece pieces with their
+        ▁ word-start mark."""
+        ...
+
+    def oov(self, text: str) -> set[str]: ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Iterable[int]) -> str: ...
+
+    def to_dict(self) -> dict: ...
 
 
 class CharTokenizer:
@@ -34,6 +58,11 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         return len(self.symbols)
 
+    @property
+    def pieces(self) -> list[str]:
+        """Each id's string (the symbols), the blank first."""
+        return list(self.symbols)
+
     def oov(self, text: str) -> set[str]:
         return {ch for ch in text if ch not in self.index}
 
@@ -50,7 +79,7 @@ class CharTokenizer:
         return {"kind": self.kind, "symbols": self.symbols}
 
 
-def tokenizer_from_dict(d: dict):
+def tokenizer_from_dict(d: dict) -> Tokenizer:
     if d["kind"] == "char":
         return CharTokenizer(d["symbols"])
     if d["kind"] == "bpe":
@@ -60,7 +89,7 @@ def tokenizer_from_dict(d: dict):
     raise ValueError(f"unknown tokenizer kind {d['kind']!r}")
 
 
-def build_tokenizer(kind: str, texts: list[str], vocab_size: int = 256):
+def build_tokenizer(kind: str, texts: list[str], vocab_size: int = 256) -> Tokenizer:
     if kind == "char":
         return CharTokenizer.train(texts)
     if kind == "bpe":

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from asrlab.decode.greedy import Hypothesis
+from asrlab.data.tokenizer import Tokenizer
+from asrlab.decode.greedy import Hypothesis, penalize_blank
 
 DEFAULT_BEAM = 32
 DEFAULT_LM_WEIGHT = 0.5
@@ -36,12 +37,10 @@ class BeamHypothesis(Hypothesis):
     total_score: float = 0.0  # acoustic + LM + word score, what the beam was ranked by
 
 
-def decoder_labels(tokenizer) -> tuple[list[str], bool]:
+def decoder_labels(tokenizer: Tokenizer) -> tuple[list[str], bool]:
     """pyctcdecode's labels for our vocabulary: blank -> "", other symbols as they are; and
     whether the vocabulary is BPE (SentencePiece pieces, word starts marked with ▁)."""
-    from asrlab.words import token_strings
-
-    symbols = token_strings(tokenizer)
+    symbols = tokenizer.pieces
     labels = ["" if i == tokenizer.blank else s for i, s in enumerate(symbols)]
     is_bpe = (getattr(tokenizer, "kind", "char") == "bpe"
               or any(s.startswith(BPE_MARK) for s in labels))
@@ -57,7 +56,7 @@ class BeamDecoder:
     """`decode(log_probs (T, V)) -> BeamHypothesis`. Thread-safe for decoding (per-call state);
     `set_weights` changes the LM weights for every later call (tune-lm uses it)."""
 
-    def __init__(self, tokenizer, beam: int = DEFAULT_BEAM, lm: str | Path | None = None,
+    def __init__(self, tokenizer: Tokenizer, beam: int = DEFAULT_BEAM, lm: str | Path | None = None,
                  lm_weight: float = DEFAULT_LM_WEIGHT, word_score: float = DEFAULT_WORD_SCORE,
                  blank_penalty: float = 0.0, prune_logp: float = -10.0,
                  token_min_logp: float = -5.0):
@@ -88,10 +87,7 @@ class BeamDecoder:
         self._decoder.reset_params(alpha=float(lm_weight), beta=float(word_score))
 
     def decode(self, log_probs: np.ndarray) -> BeamHypothesis:
-        lp = np.asarray(log_probs, dtype=np.float32)
-        if self.blank_penalty:
-            lp = lp.copy()
-            lp[:, self.tokenizer.blank] -= self.blank_penalty
+        lp = penalize_blank(log_probs, self.tokenizer.blank, self.blank_penalty)
         if len(lp) == 0:
             return BeamHypothesis("", [], [])
         beams = self._decoder.decode_beams(lp, beam_width=self.beam,

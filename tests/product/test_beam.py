@@ -7,8 +7,9 @@ import argparse
 import numpy as np
 import pytest
 
+from asrlab.commands.decoding import add_decoder_arguments, decoder_options
 from asrlab.data.tokenizer import CharTokenizer
-from asrlab.decode import GreedyDecoder, add_decoder_arguments, make_decoder
+from asrlab.decode import GreedyDecoder, make_decoder
 
 pytest.importorskip("kenlm", reason="pip install kenlm")
 pytest.importorskip("pyctcdecode")
@@ -86,7 +87,7 @@ def test_beam_without_lm_matches_greedy_on_clear_input():
 def _args(*argv):
     p = argparse.ArgumentParser()
     add_decoder_arguments(p)
-    return p.parse_args(list(argv))
+    return decoder_options(p.parse_args(list(argv)))
 
 
 def test_flags_pick_the_decoder(lm_path):

@@ -78,15 +78,14 @@ def test_beam_spans_are_used_as_given():
 @pytest.mark.parametrize("decoder_args", [{}, {"beam": 8}, {"beam": 8, "lm": True}])
 def test_transcriber_gives_ordered_words_within_duration(tiny_run, digit_corpus, digit_lm,
                                                          decoder_args):
-    import argparse
     import json
 
+    from asrlab.decode import DecoderOptions
     from asrlab.transcribe import Transcriber
 
-    args = argparse.Namespace(model=tiny_run, onnx=None, blank_penalty=0.0, lm_weight=None,
-                              word_score=None, beam=decoder_args.get("beam"),
-                              lm=str(digit_lm) if decoder_args.get("lm") else None)
-    tr = Transcriber.from_args(args)
+    options = DecoderOptions(beam=decoder_args.get("beam"),
+                             lm=str(digit_lm) if decoder_args.get("lm") else None)
+    tr = Transcriber.load(tiny_run, options)
     line = json.loads(digit_corpus["train"].read_text().splitlines()[0])
     result = tr.transcribe_file(digit_corpus["train"].parent / line["audio_filepath"])
     assert set(result) == {"text", "words", "duration"}
