@@ -8,8 +8,10 @@ from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter  # ImportError when tensorboard is missing
 
+from asrlab.callbacks import TrainingCallback
 
-class TensorBoardCallback:
+
+class TensorBoardCallback(TrainingCallback):
     def __init__(self, log_dir: Path, every: int = 10):
         self.log_dir, self.every = Path(log_dir), every
         self.writer: SummaryWriter | None = None

@@ -21,9 +21,10 @@ Distributed: `torchrun --nproc_per_node N -m asrlab train ...` runs the same loo
 (DDP; gloo on CPU, NCCL on GPU). Batch sizes are global, metrics are reduced across ranks, and
 only rank 0 writes the run folder.
 
-Diagnostics attach from outside as callbacks: any object with some of `on_train_start(run)`,
-`on_step(run, step, log_probs, lengths, losses, batch)`, `on_epoch_end(run, metrics, emissions)`
-(which returns findings), `on_train_end(run)`.
+Diagnostics attach from outside as callbacks: asrlab.callbacks.TrainingCallback subclasses
+(hooks `on_train_start(run)`, `on_step(run, step, log_probs, lengths, losses, batch)`,
+`on_epoch_end(run, metrics, emissions)` returning findings, `on_train_end(run)`, each a no-op
+unless overridden), or any object with some of those methods (wrapped by `as_callback`).
 """
 
 from __future__ import annotations
@@ -44,16 +45,18 @@ import torch
 import torch.nn.functional as F
 
 from asrlab import distributed
+from asrlab.callbacks import TrainingCallback, as_callback
 from asrlab.checkpoint import load as load_checkpoint
 from asrlab.checkpoint import save_checkpoint
 from asrlab.config import Config
+from asrlab.ctc import frames_needed, time_mask
 from asrlab.data.dataset import Batch, SpeechDataset, collate, load_noises
 from asrlab.data.featcache import FeatureCache
 from asrlab.data.manifest import ManifestError
 from asrlab.data.sampler import BucketBatchSampler
 from asrlab.data.scan import ScanResult, scan_split, write_counts, write_skipped
 from asrlab.data.text import TextNormalizer, Transcripts, read_transcripts
-from asrlab.data.tokenizer import build_tokenizer
+from asrlab.data.tokenizer import Tokenizer, build_tokenizer
 from asrlab.decode.greedy import greedy_batch
 from asrlab.doctor.findings import Finding, has_errors, write_findings_json
 from asrlab.doctor.stats import EmissionStats
@@ -117,7 +120,7 @@ class Run:
     """What callbacks see."""
     dir: Path
     config: Config
-    tokenizer: object
+    tokenizer: Tokenizer
     model: torch.nn.Module
     state: TrainState
     steps_per_epoch: int
@@ -177,13 +180,6 @@ def update_plateau(cfg: Config, state: TrainState, val_cer: float) -> None:
 
 # ---- loss -------------------------------------------------------------------------------
 
-def repeats(targets: torch.Tensor, target_lens: torch.Tensor) -> torch.Tensor:
-    """(B, L) padded targets -> (B,) count of adjacent equal labels (each needs a blank between)."""
-    same = targets[:, 1:] == targets[:, :-1]  # (B, L-1)
-    valid = torch.arange(1, targets.shape[1], device=targets.device)[None, :] < target_lens[:, None]
-    return (same & valid).sum(1)
-
-
 def ctc_losses(log_probs: torch.Tensor, out_lens: torch.Tensor, batch: Batch, blank: int,
                smoothing: float) -> torch.Tensor:
     """Per-utterance CTC loss per target token, (B,).
@@ -196,10 +192,10 @@ def ctc_losses(log_probs: torch.Tensor, out_lens: torch.Tensor, batch: Batch, bl
                         blank=blank, reduction="none", zero_infinity=True)  # (B,)
     losses = losses / batch.target_lens.clamp(min=1)
     if smoothing > 0:  # uniform-label term: -mean log p over valid frames and symbols
-        mask = torch.arange(log_probs.shape[1], device=out_lens.device)[None, :] < out_lens[:, None]  # (B, T)
+        mask = time_mask(out_lens, log_probs.shape[1])  # (B, T)
         uniform = -(log_probs.mean(dim=-1) * mask).sum(1) / out_lens.clamp(min=1)
         losses = (1 - smoothing) * losses + smoothing * uniform
-    feasible = out_lens >= batch.target_lens + repeats(batch.targets, batch.target_lens)
+    feasible = out_lens >= frames_needed(batch.targets, batch.target_lens)
     return torch.where(feasible, losses, torch.full_like(losses, math.inf))
 
 
@@ -213,8 +209,9 @@ def autocast(run: Run):
     return torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=on)
 
 
-def train_epoch(run: Run, model, loader, optimizer, callbacks, progress, deadline: float,
-                t_start: float, budget_s: float | None) -> tuple[float, int, float, bool]:
+def train_epoch(run: Run, model, loader, optimizer, callbacks: list[TrainingCallback], progress,
+                deadline: float, t_start: float, budget_s: float | None
+                ) -> tuple[float, int, float, bool]:
     """Returns (mean loss, non-finite count, audio seconds seen, out of time?), summed over
     ranks. `model` is run.model or its DDP wrapper."""
     cfg, state = run.config, run.state
@@ -233,8 +230,7 @@ def train_epoch(run: Run, model, loader, optimizer, callbacks, progress, deadlin
         losses = ctc_losses(log_probs, out_lens, batch, run.tokenizer.blank, cfg.train.ctc_smoothing)
         finite = torch.isfinite(losses)
         for cb in callbacks:
-            if hasattr(cb, "on_step"):
-                cb.on_step(run, state.step, log_probs, out_lens, losses.detach(), batch)
+            cb.on_step(run, state.step, log_probs, out_lens, losses.detach(), batch)
         n_ok = int(finite.sum())
         nonfinite += len(losses) - n_ok
         # Always backward (DDP needs every rank to); non-finite terms contribute exactly zero.
@@ -399,7 +395,7 @@ class Setup:
     sampler: BucketBatchSampler
     train_loader: object
     val_loader: object
-    callbacks: list
+    callbacks: list[TrainingCallback]
     notes: list[str] = field(default_factory=list)  # for the console (e.g. --init-from)
 
 
@@ -491,7 +487,7 @@ def vocabulary_change(old, new) -> str:
     return f"new symbols {''.join(added)!r}" if added else "different symbols"
 
 
-class EncoderFreeze:
+class EncoderFreeze(TrainingCallback):
     """Callback: for the first N epochs only the output layer learns. The encoder's weights
     have requires_grad off (AdamW skips them, weight decay included) and it runs in eval mode
     (dropout off, BatchNorm statistics not updated), so it stays exactly as it was loaded."""
@@ -579,7 +575,8 @@ def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val
     val_sampler = BucketBatchSampler([u.duration for u in va.used], None, 200.0, False, False,
                                      num_replicas=d.world, rank=d.rank)
     run = Run(run_dir, cfg, tokenizer, model, state, len(sampler), d)
-    cbs = list(callbacks or []) + default_callbacks(cfg, run_dir, d.is_main)
+    cbs = [as_callback(cb) for cb in list(callbacks or []) + default_callbacks(cfg, run_dir,
+                                                                                  d.is_main)]
     if cfg.train.freeze_encoder_epochs > 0:
         cbs.insert(0, EncoderFreeze(cfg.train.freeze_encoder_epochs))
     return Setup(run, ddp_model, optimizer, stats, train_ds, sampler,
@@ -623,10 +620,9 @@ def run_epoch(s: Setup, progress, deadline: float, t_start: float, budget_s: flo
     state.history.append(asdict(m))
     update_plateau(run.config, state, cer)
     for cb in s.callbacks:
-        if hasattr(cb, "on_epoch_end"):
-            for f in cb.on_epoch_end(run, m, emissions) or []:
-                run.emit(f)
-                progress.note(str(f).splitlines()[0])
+        for f in cb.on_epoch_end(run, m, emissions) or []:
+            run.emit(f)
+            progress.note(str(f).splitlines()[0])
     return m, rows, out_of_time
 
 
@@ -667,8 +663,7 @@ def _train(train_path, val_path, run_dir: Path, config: Config, d, resume: bool,
             console.print(f"fine-tuning: {note}", highlight=False, soft_wrap=True) \
                 if console is not None else print(f"fine-tuning: {note}", file=sys.stderr)
     for cb in s.callbacks:
-        if hasattr(cb, "on_train_start"):
-            cb.on_train_start(run)
+        cb.on_train_start(run)
 
     t_start = time.time()
     budget_s = cfg.train.max_minutes * 60 if cfg.train.max_minutes else None
@@ -702,8 +697,7 @@ def _train(train_path, val_path, run_dir: Path, config: Config, d, resume: bool,
                 stopped = f"early stopping ({cfg.train.early_stop_patience} epochs without a better val CER)"
                 break
     for cb in s.callbacks:
-        if hasattr(cb, "on_train_end"):
-            cb.on_train_end(run)
+        cb.on_train_end(run)
     log.info("stopped: %s; best val CER %.4f at epoch %d", stopped, state.best_cer, state.best_epoch)
     distributed.shutdown(d)
     return TrainResult(run_dir, state.best_cer, state.best_epoch, state.epoch, stopped, metrics_list)

@@ -16,9 +16,23 @@ def asrlab(*args, ok=True):
 
 
 def test_help_lists_every_verb():
+    from asrlab.cli import VERBS
+
     out = asrlab("--help").stdout
-    for verb in ("synth", "train", "evaluate", "transcribe", "check", "diagnose"):
+    assert {"synth", "train", "evaluate", "transcribe", "check", "diagnose"} <= set(VERBS)
+    for verb in VERBS:
         assert verb in out
+
+
+def test_every_verb_has_help(capsys):
+    from asrlab.cli import VERBS, build_parser
+
+    for verb in VERBS:
+        with pytest.raises(SystemExit) as e:
+            build_parser([verb]).parse_args([verb, "--help"])
+        assert e.value.code == 0, verb
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: asrlab {verb}") and VERBS[verb][1] in out, verb
 
 
 def test_bad_manifest_names_file_and_line(tmp_path):

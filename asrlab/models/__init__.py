@@ -1,21 +1,7 @@
-"""Model registry: name -> encoder factory `(n_mels, ModelConfig) -> encoder`."""
+"""Models: the registry of encoders by name (asrlab.models.registry) and the CTC model around them
+(asrlab.models.ctc)."""
 
-from asrlab.models.crnn import crnn_sub2, crnn_sub4, seed_crnn
+from asrlab.models.ctc import CTCModel, build_model
+from asrlab.models.registry import MODELS, check_model_name
 
-
-def _conformer(n_mels, cfg):
-    from asrlab.models.conformer import conformer
-
-    return conformer(n_mels, cfg)
-
-
-MODELS = {
-    "crnn-sub4": crnn_sub4,
-    "crnn-sub2": crnn_sub2,
-    "seed-crnn": seed_crnn,
-    "conformer": _conformer,
-}
-
-from asrlab.models.ctc import CTCModel, build_model  # noqa: E402
-
-__all__ = ["MODELS", "CTCModel", "build_model"]
+__all__ = ["MODELS", "CTCModel", "build_model", "check_model_name"]

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asrlab.models.crnn import ConvFrontEnd, time_mask
+from asrlab.ctc import time_mask
+from asrlab.models.crnn import ConvFrontEnd
 
 
 class FeedForward(nn.Module):

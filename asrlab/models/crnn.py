@@ -12,10 +12,7 @@ import re
 import torch
 from torch import nn
 
-
-def time_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """(B,) lengths -> (B, T) bool, True on real frames."""
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+from asrlab.ctc import time_mask
 
 
 def conv_out_length(lengths: torch.Tensor, stride: int) -> torch.Tensor:
@@ -79,7 +76,7 @@ class BiLSTM(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor):
         T = x.shape[1]
         t = torch.arange(T, device=x.device)[None, :]  # (1, T)
-        real = t < lengths[:, None]  # (B, T)
+        real = time_mask(lengths, T)  # (B, T)
         rev = torch.where(real, lengths[:, None] - 1 - t, t)[:, :, None]  # (B, T, 1)
         # explicit zero states shaped from the input keep the batch size dynamic in ONNX
         h0 = x.new_zeros(1, x.shape[0], self.hidden)
@@ -127,8 +124,9 @@ class CRNNEncoder(nn.Module):
 
 
 def seed_crnn(n_mels: int, cfg) -> CRNNEncoder:
-    """The original report's encoder: 2 Conv2D layers of 64 channels (stride 2 in frequency
-    only, so T stays at 100 frames/s as in its 438-frame dumps), 2-layer BiLSTM of 256."""
+    """The `seed-crnn` preset's encoder (also `seed-report`'s): 2 Conv2D layers of 64 channels
+    (stride 2 in frequency only, so T stays at the feature frame rate, 1000 / features.hop_ms
+    per second, as in the `seed-report` run's 438-frame dumps), 2-layer BiLSTM of 256."""
     return CRNNEncoder(n_mels, cfg.conv_channels, cfg.hidden, cfg.layers, cfg.dropout,
                        time_strides=(1, 1), freq_strides=(2, 2), project=False, batch_norm=False)
 

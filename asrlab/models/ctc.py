@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from asrlab.config import ModelConfig
+from asrlab.models.registry import MODELS, check_model_name
 
 
 class CTCModel(nn.Module):
@@ -30,7 +31,7 @@ class CTCModel(nn.Module):
 
 def init_weights(model: nn.Module, scheme: str | None, gain: float) -> None:
     """None keeps PyTorch's defaults (the right choice for these layers). "xavier" applies
-    xavier_uniform_(gain) to every weight matrix: with gain 0.1, as in the original report,
+    xavier_uniform_(gain) to every weight matrix: with gain 0.1, as the `seed-report` preset does,
     the head starts near-uniform and the model sits in the blank phase far longer."""
     if scheme is None:
         return
@@ -45,10 +46,7 @@ def init_weights(model: nn.Module, scheme: str | None, gain: float) -> None:
 
 
 def build_model(cfg: ModelConfig, n_mels: int, vocab_size: int) -> CTCModel:
-    from asrlab.models import MODELS
-
-    if cfg.name not in MODELS:
-        raise ValueError(f"unknown model {cfg.name!r}: use one of {sorted(MODELS)}")
+    check_model_name(cfg.name)
     model = CTCModel(MODELS[cfg.name](n_mels, cfg), vocab_size, cfg.dropout)
     init_weights(model, cfg.init, cfg.init_gain)
     return model

@@ -1,0 +1,30 @@
+"""Model registry: name -> encoder factory `(n_mels, ModelConfig) -> encoder`.
+
+The names are those of asrlab.config.MODEL_NAMES (what `Config.validate` accepts; config sits
+below the models and does not import them); tests/models/test_registry.py checks they agree.
+"""
+
+from __future__ import annotations
+
+from asrlab.config import ConfigError
+from asrlab.models.crnn import crnn_sub2, crnn_sub4, seed_crnn
+
+
+def _conformer(n_mels, cfg):
+    from asrlab.models.conformer import conformer
+
+    return conformer(n_mels, cfg)
+
+
+MODELS = {
+    "crnn-sub4": crnn_sub4,
+    "crnn-sub2": crnn_sub2,
+    "seed-crnn": seed_crnn,
+    "conformer": _conformer,
+}
+
+
+def check_model_name(name: str) -> None:
+    if name not in MODELS:
+        raise ConfigError(f"invalid configuration:\n  - model.name {name!r} is unknown: use one "
+                          f"of {sorted(MODELS)}")

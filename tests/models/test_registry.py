@@ -1,0 +1,16 @@
+import pytest
+
+from asrlab.config import MODEL_NAMES, Config, ModelConfig
+from asrlab.models import MODELS, build_model
+
+
+def test_config_names_and_the_registry_agree():
+    """Config.validate accepts exactly the names asrlab.models can build."""
+    assert set(MODEL_NAMES) == set(MODELS)
+    for name in MODEL_NAMES:
+        Config().merged({"model": {"name": name}}).validate()
+
+
+def test_unknown_model_is_refused_by_build_model_too():
+    with pytest.raises(ValueError, match="crnn-sub4"):
+        build_model(ModelConfig(name="nope"), 80, 10)
