@@ -143,20 +143,10 @@ def parity_features(rec: Recognizer, data: Path, n: int) -> list[np.ndarray]:
 
 
 def default_data(ckpt: Checkpoint) -> Path | None:
-    """The run's validation manifest: RUN/run.json's "val" (written by `asrlab train`), else a
-    `val_manifest` entry in the checkpoint's meta."""
-    candidates = []
-    run_json = ckpt.path.parent / "run.json"
-    if run_json.is_file():
-        try:
-            candidates.append(json.loads(run_json.read_text()).get("val"))
-        except (json.JSONDecodeError, AttributeError):
-            pass
-    candidates.append(ckpt.meta.get("val_manifest"))
-    for value in candidates:
-        if value and Path(value).is_file():
-            return Path(value)
-    return None
+    """The run's validation manifest (asrlab.run_folder.validation_manifest)."""
+    from asrlab.run_folder import validation_manifest
+
+    return validation_manifest(ckpt.path.parent, ckpt.meta)
 
 
 # ---- export ----------------------------------------------------------------------------------

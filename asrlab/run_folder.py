@@ -206,3 +206,20 @@ def append_line(path: Path, line: str) -> None:
         f.write(line + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def validation_manifest(run_dir: Path, meta: dict | None = None) -> Path | None:
+    """The run's validation manifest, where it still exists: RUN/run.json's "val" (written by
+    `asrlab train`), else a checkpoint meta's `val_manifest`; None when neither names a file."""
+    candidates = []
+    run_json = Path(run_dir) / "run.json"
+    if run_json.is_file():
+        try:
+            candidates.append(json.loads(run_json.read_text()).get("val"))
+        except (json.JSONDecodeError, AttributeError):
+            pass
+    candidates.append((meta or {}).get("val_manifest"))
+    for value in candidates:
+        if value and Path(value).is_file():
+            return Path(value)
+    return None

@@ -140,9 +140,12 @@ class Run:
         with open(self.dir / "findings.jsonl", "a") as f:
             f.write(json.dumps({"epoch": self.state.epoch, "step": self.state.step,
                                 **finding.to_dict()}) + "\n")
-        level = logging.ERROR if finding.severity == "error" else \
-            logging.WARNING if finding.severity == "warning" else logging.INFO
-        self.log.log(level, str(finding))
+        self.log.log(log_level(finding), str(finding))
+
+
+def log_level(finding: Finding) -> int:
+    """A finding's severity as a logging level: error, warning, else info."""
+    return {"error": logging.ERROR, "warning": logging.WARNING}.get(finding.severity, logging.INFO)
 
 
 # ---- learning rate ----------------------------------------------------------------------
@@ -360,8 +363,7 @@ def precheck(run_dir: Path, cfg: Config, tr: ScanResult, va: ScanResult, tokeniz
     if write:
         write_findings_json(run_dir / "check.json", findings)
     for f in findings:
-        log.log(logging.ERROR if f.severity == "error" else logging.WARNING
-                if f.severity == "warning" else logging.INFO, f"{f}\n    evidence: {evidence_line(f)}")
+        log.log(log_level(f), f"{f}\n    evidence: {evidence_line(f)}")
     if has_errors(findings) and not force:
         lines = "\n".join(f"  {f}\n    evidence: {evidence_line(f)}"
                           for f in findings if f.severity == "error")

@@ -24,6 +24,7 @@ import numpy as np
 from asrlab.audio import AudioLimits, AudioReader, check_samples, load_audio
 from asrlab.decode import DecoderOptions, make_decoder
 from asrlab.longform import ArraySource, ChunkConfig, windows_log_probs
+from asrlab.recognizer import BaseRecognizer
 from asrlab.words import Word, words_for
 
 
@@ -39,7 +40,7 @@ class Transcript:
 
 
 def load_recognizer(model: str | Path | None = None, onnx: str | Path | None = None,
-                    threads: int | None = None):
+                    threads: int | None = None) -> BaseRecognizer:
     """A Recognizer (PyTorch) or OnnxRecognizer; a --model path ending in .onnx means ONNX."""
     if onnx is None and model is not None and str(model).endswith(".onnx"):
         onnx = model
@@ -61,7 +62,7 @@ def load_recognizer(model: str | Path | None = None, onnx: str | Path | None = N
 class Transcriber:
     """Recognizer + decoder + word timing. Safe to call from several threads at once."""
 
-    def __init__(self, recognizer, decoder, limits: AudioLimits = AudioLimits(),
+    def __init__(self, recognizer: BaseRecognizer, decoder, limits: AudioLimits = AudioLimits(),
                  chunking: ChunkConfig = ChunkConfig()):
         self.rec, self.decoder = recognizer, decoder
         self.limits, self.chunking = limits.validate(), chunking.validate()
@@ -123,5 +124,5 @@ class Transcriber:
     def _decode(self, log_probs: np.ndarray, duration: float) -> Transcript:
         hyp = self.decoder.decode(log_probs)
         words = words_for(hyp, log_probs, self.rec.tokenizer, self.rec.frame_seconds, duration,
-                          getattr(self.decoder, "blank_penalty", 0.0))
+                          self.decoder.blank_penalty)
         return Transcript(hyp.text, words, duration)
