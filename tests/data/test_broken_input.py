@@ -4,12 +4,8 @@ Broken manifests and audio go through `read_manifest(strict=False)`, `scan_split
 1-epoch `train(..., force=True)`. Every item is either used or skipped with a reason that names
 the file or line, and read == used + skipped everywhere. Audio that is merely unusual (stereo,
 8-bit, 8/22.05/44.1/48 kHz, clipped) is fixed on the fly and used, never skipped.
-
-Tests marked `needs_patch` check behaviour that needs the manifest/scan/train/audio patch from
-the data engineer's report; until it is applied they are expected to fail (strict xfail).
 """
 
-import inspect
 import json
 import re
 from pathlib import Path
@@ -24,9 +20,6 @@ from asrlab.data.manifest import ManifestError, read_manifest
 from asrlab.data.scan import scan_split
 from asrlab.data.tokenizer import CharTokenizer
 
-PATCHED = "problems" in inspect.signature(scan_split).parameters
-needs_patch = pytest.mark.xfail(not PATCHED, strict=True,
-                                reason="needs the manifest/scan/train/audio patch (data report)")
 SR = 16000
 TINY = Config().merged({"model": {"hidden": 16, "layers": 1, "conv_channels": 4},
                         "train": {"epochs": 1, "threads": 1, "tensorboard": False,
@@ -175,7 +168,6 @@ def test_strict_read_names_all_bad_lines_at_once(tmp_path):
     assert f"{manifest}:{min(bad)}:" in str(e.value)
 
 
-@needs_patch
 def test_utf8_bom_is_not_a_bad_line(tmp_path):
     sf.write(tmp_path / "a.wav", tone(1, SR), SR)
     (tmp_path / "m.jsonl").write_text("\ufeff" + row("a.wav", "a cab") + "\n", encoding="utf-8")
@@ -267,7 +259,6 @@ def test_truncated_and_mislabeled_audio_is_used_as_decoded(tmp_path):
     assert len(result.waves["tiny"]) == 160 and len(result.waves["huge"]) == SR
 
 
-@needs_patch
 def test_scan_reads_only_the_segment_when_offset_is_given(tmp_path):
     sf.write(tmp_path / "long.wav", tone(3, SR), SR)
     (tmp_path / "m.jsonl").write_text(row("long.wav", "a cab", 0.5, offset=1.25, id="seg") + "\n")
@@ -376,7 +367,6 @@ def test_train_survives_broken_audio_and_transcripts(tmp_path):
 
 
 @pytest.mark.slow
-@needs_patch
 def test_forced_train_skips_bad_manifest_lines_and_lists_them(tmp_path):
     from asrlab.train import train
 
@@ -404,7 +394,6 @@ def test_unforced_train_refuses_bad_manifest_lines_naming_them(tmp_path):
         assert f"train.jsonl:{line}:" in str(e.value)
 
 
-@needs_patch
 def test_all_audio_missing_refuses_with_a_hint_and_lists_reasons(tmp_path):
     from asrlab.train import TrainingRefused, train
 
