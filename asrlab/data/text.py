@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Iterable, Sequence, TypeVar
 
-# Reused from the sentence generator (same spelling in synthetic and real corpora).
-from asrlab.data.sentences import number_to_words, ordinal_words
+# Shared with the sentence generator (same spelling in synthetic and real corpora).
+from asrlab.data.numbers import number_to_words, ordinal_words
 
 PUNCTUATION = ("remove", "keep")
 NUMBERS = ("keep", "spell")
