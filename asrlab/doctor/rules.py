@@ -49,8 +49,8 @@ class Thresholds:
     # u = frames_per_label / this (>= 1), the non-blank shares (1 - blank_dominant,
     # 1 - escaped_blank_ratio) and confident_nonblank are divided by u, and the grace
     # period is multiplied by u ** grace_exponent. docs/doctor.md has the calibration runs.
-    reference_frames_per_label: float = 1.3
-    grace_exponent: float = 0.5
+    reference_frames_per_label: float = 1.65
+    grace_exponent: float = 0.25
 
     def for_units(self, frames_per_label: float | None) -> "Thresholds":
         """These thresholds judged relative to the units: see reference_frames_per_label."""
@@ -105,8 +105,12 @@ class Observation:
     def blank_phase(self, th: Thresholds) -> bool:
         """Blank wins (nearly) every frame, or almost every hypothesis is empty, or the few
         non-blank frames all carry one or two symbols (no real text yet)."""
-        return (self.blank_ratio >= th.blank_dominant or self.empty_rate >= th.empty_dominant
+        return (self.all_blank(th)
                 or (self.blank_ratio >= th.escaped_blank_ratio and self.distinct_tokens <= 2))
+
+    def all_blank(self, th: Thresholds) -> bool:
+        """Blank wins (nearly) every frame, or almost every hypothesis is empty."""
+        return self.blank_ratio >= th.blank_dominant or self.empty_rate >= th.empty_dominant
 
 
 @dataclass(frozen=True)
@@ -346,7 +350,9 @@ class HealthTracker:
         if rising:
             t = trends[rising[0]]
         ev = self._blank_evidence(obs, s, t.signal, source, t.low, t.low_step)
-        if s.escaped_at is not None:
+        if s.escaped_at is not None and obs.all_blank(self.th):
+            # back to (nearly) all-blank; one or two tokens in a noisy training batch of sparse
+            # units is not a regression (FSDD word units, docs/doctor.md)
             return self._collapse(ev, "regressed", f"the model produced text at update "
                                   f"{s.escaped_at} but is back to all-blank at update {obs.step}")
         if obs.step >= self.th.grace_updates and judged and not rising and not leaving:
