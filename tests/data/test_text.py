@@ -86,3 +86,34 @@ def test_normalize_utterances_keeps_everything_but_the_text(tmp_path):
     assert out[0].extra == {"speaker": "s"} and out[0].source == "m:1" and out[1].duration == 2.0
     assert removed == {",": 1, "!": 2, "?": 1}
     assert utts[0].text == "Hello, World!"  # inputs untouched
+
+
+def test_read_transcripts_normalizes_and_keeps_the_manifest_text(tmp_path):
+    from asrlab.data.text import read_transcripts
+
+    m = tmp_path / "m.jsonl"
+    m.write_text('{"audio_filepath": "a.wav", "duration": 1, "text": "DON\'T STOP, NOW!"}\n'
+                 '{"audio_filepath": "b.wav", "duration": 1, "text": "..."}\n'
+                 'not json\n')
+    read = read_transcripts(m, TextNormalizer(), strict=False)
+    a, b = read.utterances
+    assert (a.text, a.raw_text, a.original_text) == ("don't stop now", "DON'T STOP, NOW!",
+                                                     "DON'T STOP, NOW!")
+    assert read.emptied() == [b] and b.original_text == "..."
+    assert [p.line for p in read.problems] == [3] and read.removed == {",": 1, "!": 1, ".": 3}
+    again, _ = normalize_utterances(read.utterances, TextNormalizer())
+    assert again[0].raw_text == "DON'T STOP, NOW!"  # normalizing twice keeps the original
+
+
+def test_lm_build_writes_the_model_alphabet_by_default(tmp_path):
+    """Without --model, `asrlab lm build` uses the default config's text rules: LibriSpeech's
+    UPPERCASE becomes the lowercase words a default model spells."""
+    from asrlab.cli import main
+    from asrlab.decode.lm import arpa_unigrams
+
+    text = tmp_path / "upper.txt"
+    text.write_text("HE SAID, DON'T GO.\nDON'T SAY IT!\n")
+    assert main(["lm", "build", "--text", str(text), "--out", str(tmp_path / "lm"),
+                 "--no-binary"]) == 0
+    words = arpa_unigrams(tmp_path / "lm.arpa") - {"<s>", "</s>", "<unk>"}
+    assert words == {"he", "said", "don't", "go", "say", "it"}

@@ -81,14 +81,10 @@ def model_alphabet(run: Path) -> set[str]:
 
 
 def arpa_words(arpa: Path) -> set[str]:
-    words, section = set(), None
-    for line in arpa.read_text(encoding="utf-8").splitlines():
-        if line.startswith("\\"):
-            section = line
-        elif section and section.endswith("-grams:") and line.strip():
-            words.update(w for w in line.split("\t")[1].split() if w not in ("<s>", "</s>",
-                                                                              "<unk>"))
-    return words
+    """Every word of the LM (an ARPA file's higher-order n-grams only use its unigrams)."""
+    from asrlab.decode.lm import arpa_unigrams
+
+    return arpa_unigrams(arpa) - {"<s>", "</s>", "<unk>"}
 
 
 def serve_transcripts(onnx: Path, files: list[Path], log: Path) -> list[str]:
