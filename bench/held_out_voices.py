@@ -125,6 +125,8 @@ def engines_part(args) -> list[EngineResult]:
         sys.exit(f"leave-one-engine-out needs two engines or more; the corpus has {engines}. "
                  f"Install flite and festival: sudo apt-get install -y flite festival "
                  f"festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts")
+    if args.held_out_engines:
+        engines = [e for e in engines if e in args.held_out_engines.split(",")]
     results = []
     for engine in engines:
         folder = args.out / f"seed{args.seed}" / "engines" / f"held_out_{engine}"
@@ -241,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
                    metavar=("TRAIN", "VAL", "TEST"), help="synthetic sentence corpus sizes")
     p.add_argument("--corpus-seed", type=int, default=0)
     p.add_argument("--speakers", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=20, help="(a) epochs per held-out engine")
+    p.add_argument("--epochs", type=int, default=40, help="(a) epochs per held-out engine")
+    p.add_argument("--held-out-engines", metavar="LIST",
+                   help="(a) hold out only these engines (default: each in turn)")
     p.add_argument("--recordings", type=Path, default=RECORDINGS)
     p.add_argument("--held-out", default=",".join(SPEAKERS), help="(b) FSDD speakers, one fold each")
     p.add_argument("--strings", type=int, default=600, help="(b) joined FSDD digit strings")
