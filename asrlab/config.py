@@ -2,8 +2,8 @@
 
 A `Config` has four parts that follow the pipeline: features -> augment -> model -> train.
 Multi-field rules live in one place, `Config.validate()`, and every message says how to fix it.
-Presets (`PRESETS`) are named configs: `default`, `seed-crnn` (the original report's recipe with
-correct initialization) and `seed-report` (the original failing run, xavier gain 0.1 included).
+Presets (`PRESETS`) are named configs: `default`, `seed-crnn` (the `seed-report` recipe with
+correct initialization) and `seed-report` (the failing seed run, xavier gain 0.1 included).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class ModelConfig:
     ff_mult: int = 4
     conv_kernel: int = 15
     # Initialization: None keeps PyTorch's defaults. "xavier" with init_gain=0.1 is the
-    # original report's mistake (outputs start near-uniform and blank wins); kept for the preset.
+    # `seed-report` preset's mistake (outputs start near-uniform and blank wins); kept for it.
     init: str | None = None
     init_gain: float = 1.0
 
@@ -329,7 +329,7 @@ def _coerce(value: Any, type_name: str, where: str) -> Any:
 
 PRESETS: dict[str, Config] = {
     "default": Config(),
-    # The original report's recipe (Adam 1e-3, 5-epoch warmup then plateau, batch 8), with
+    # The `seed-report` preset's recipe (Adam 1e-3, 5-epoch warmup then plateau, batch 8), with
     # correct (PyTorch default) initialization and no augmentation.
     "seed-crnn": Config(
         augment=AugmentConfig(speed_perturb=(1.0,), freq_masks=0, time_masks=0),

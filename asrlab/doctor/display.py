@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Iterable
 
 from rich.console import Console
@@ -42,6 +41,3 @@ def print_findings(findings: Iterable[Finding], console: Console | None = None,
     counts = {s: sum(1 for f in findings if f.severity == s) for s in STYLE}
     console.print(", ".join(f"{n} {s}(s)" for s, n in counts.items() if n))
 
-
-def findings_json(findings: Iterable[Finding]) -> str:
-    return json.dumps({"findings": [f.to_dict() for f in rank(findings)]}, indent=2)

@@ -410,8 +410,8 @@ class HealthTracker:
         if c.weak_init:
             causes.append(f"initialization: xavier_uniform with gain {c.init_gain:g} "
                           f"(model.init_gain) makes the outputs start near-uniform, so blank "
-                          f"wins and the gradients to other symbols stay tiny (the original "
-                          f"report's failure)")
+                          f"wins and the gradients to other symbols stay tiny (the "
+                          f"`seed-report` preset's failure)")
             remedies.append("retrain with PyTorch's default init: drop `--preset seed-report` "
                             "(use `--preset seed-crnn`) or pass `--init-gain 1.0`")
         if c.steps_per_epoch and c.warmup_steps > self.th.grace_updates:

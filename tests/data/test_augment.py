@@ -1,8 +1,7 @@
 """Augmentation: SpecAugment, speed perturbation, additive noise, vocal-tract-length perturbation;
 all of it off at evaluation.
 
-Tests marked `needs_noise_patch` cover generated (white/pink) and folder noise, which need the
-dataset.py/train.py patch from the data engineer's report (strict xfail until applied).
+The last tests cover generated (white/pink) and folder noise.
 """
 
 import numpy as np
@@ -18,8 +17,6 @@ from asrlab.data.tokenizer import CharTokenizer
 from asrlab.features import FeaturePipeline, LogMel, estimate_stats, spec_augment, warp_freq
 
 SR = 16000
-needs_noise_patch = pytest.mark.xfail(not hasattr(ds_module, "generated_noise"), strict=True,
-                                      reason="needs the generated-noise patch (data report)")
 
 
 def tone(seconds: float, hz: float = 440.0, sr: int = SR) -> np.ndarray:
@@ -208,7 +205,7 @@ def test_noise_prob_zero_adds_no_noise(utts):
     np.testing.assert_array_equal(ds[0].feats, plain)
 
 
-# ---- generated and folder noise (patch pending) -----------------------------------------
+# ---- generated and folder noise ---------------------------------------------------------------
 
 def spectrum_slope(noise: np.ndarray) -> float:
     """Slope of log power vs log frequency (white: 0, pink: -1)."""
@@ -218,7 +215,6 @@ def spectrum_slope(noise: np.ndarray) -> float:
     return float(np.polyfit(np.log(f[band]), np.log(power[band] + 1e-20), 1)[0])
 
 
-@needs_noise_patch
 def test_generated_white_and_pink_noise_have_their_spectra():
     rng = np.random.default_rng(0)
     white = ds_module.generated_noise("white", 2 * SR, rng)
@@ -239,7 +235,6 @@ class WaveAsFeatures:
         return np.asarray(wave, np.float32)[:, None]
 
 
-@needs_noise_patch
 def test_noise_prob_one_without_noise_dir_uses_generated_noise_at_the_snr(utts):
     aug = AugmentConfig(speed_perturb=(1.0,), freq_masks=0, time_masks=0, noise_prob=1.0,
                         noise_snr_db=(10.0, 10.0))
@@ -257,7 +252,6 @@ def test_noise_prob_one_without_noise_dir_uses_generated_noise_at_the_snr(utts):
     assert min(slopes) < -0.8 and max(slopes) > -0.2, slopes
 
 
-@needs_noise_patch
 def test_noise_folder_is_loaded_and_bad_files_named(tmp_path, caplog):
     folder = tmp_path / "noise"
     folder.mkdir()
