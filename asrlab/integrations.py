@@ -118,9 +118,7 @@ def check_hf_batch(doctor: CTCDoctor, logits: torch.Tensor, labels: torch.Tensor
 def report(findings: Iterable[Finding], sink: Callable[[str], None] | None = None) -> None:
     """Log each finding (warning/error level as its severity); also pass it to `sink`."""
     for f in findings:
-        level = logging.ERROR if f.severity == "error" else \
-            logging.WARNING if f.severity == "warning" else logging.INFO
-        log.log(level, "%s", f)
+        log.log(f.log_level, "%s", f)
         if sink is not None:
             sink(str(f))
 

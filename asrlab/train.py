@@ -140,12 +140,7 @@ class Run:
         with open(self.dir / "findings.jsonl", "a") as f:
             f.write(json.dumps({"epoch": self.state.epoch, "step": self.state.step,
                                 **finding.to_dict()}) + "\n")
-        self.log.log(log_level(finding), str(finding))
-
-
-def log_level(finding: Finding) -> int:
-    """A finding's severity as a logging level: error, warning, else info."""
-    return {"error": logging.ERROR, "warning": logging.WARNING}.get(finding.severity, logging.INFO)
+        self.log.log(finding.log_level, str(finding))
 
 
 # ---- learning rate ----------------------------------------------------------------------
@@ -363,7 +358,7 @@ def precheck(run_dir: Path, cfg: Config, tr: ScanResult, va: ScanResult, tokeniz
     if write:
         write_findings_json(run_dir / "check.json", findings)
     for f in findings:
-        log.log(log_level(f), f"{f}\n    evidence: {evidence_line(f)}")
+        log.log(f.log_level, f"{f}\n    evidence: {evidence_line(f)}")
     if has_errors(findings) and not force:
         lines = "\n".join(f"  {f}\n    evidence: {evidence_line(f)}"
                           for f in findings if f.severity == "error")

@@ -208,6 +208,7 @@ def diagnose(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     from asrlab.checkpoint import load
     from asrlab.data.scan import scan_split
     from asrlab.data.text import read_transcripts
+    from asrlab.run_folder import validation_manifest
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -216,7 +217,7 @@ def diagnose(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     if not ckpt_path.is_file():
         ckpt_path = run_dir
     ckpt = load(ckpt_path)
-    data = Path(data) if data else default_data(run_dir)
+    data = Path(data) if data else validation_manifest(run_dir, ckpt.meta)
     metrics = read_metrics(run_dir)
     steps = int(ckpt.meta.get("step") or (metrics[-1]["step"] if metrics else 0))
     meta = trace_meta(run_dir)
@@ -257,15 +258,6 @@ def _symbols(tokenizer) -> list[str]:
 
 def _steps_per_epoch(metrics: list[dict]) -> int | None:
     return int(metrics[0]["step"]) if metrics and metrics[0].get("step") else None
-
-
-def default_data(run_dir: Path) -> Path | None:
-    info = run_dir / "run.json"
-    if info.is_file():
-        val = json.loads(info.read_text()).get("val")
-        if val and Path(val).is_file():
-            return Path(val)
-    return None
 
 
 def dedupe(findings: list[Finding]) -> list[Finding]:

@@ -6,6 +6,7 @@ Codes are fixed (other tools match on them); see docs/doctor.md for how each is 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -54,6 +55,11 @@ class Finding:
     def __post_init__(self):
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+
+    @property
+    def log_level(self) -> int:
+        """The severity as a logging level: error, warning, else info."""
+        return {"error": logging.ERROR, "warning": logging.WARNING}.get(self.severity, logging.INFO)
 
     def to_dict(self) -> dict:
         return {"code": self.code, "severity": self.severity, "message": self.message,
