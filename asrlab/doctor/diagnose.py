@@ -66,7 +66,7 @@ class Diagnosis:
     step_losses: list[tuple[int, float]] = field(default_factory=list)
     utterances: list[UtteranceDump] = field(default_factory=list)
     posteriors: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (id, probs (T, V))
-    symbols: list[str] = field(default_factory=list)
+    symbols: list[str] = field(default_factory=list)  # tokenizer.pieces: each id's string
     blank_penalty: float = 2.0
     samples: int = 10  # utterances shown as reference vs prediction
 
@@ -245,15 +245,8 @@ def diagnose(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     findings = hist + findings + past_findings(run_dir)
     stats["training"] = training_summary(metrics)
     return Diagnosis(run_dir, str(ckpt.path), str(data) if data else None, rank(dedupe(findings)),
-                     stats, metrics, obs, losses, dumps, posts, _symbols(ckpt.tokenizer),
+                     stats, metrics, obs, losses, dumps, posts, list(ckpt.tokenizer.pieces),
                      blank_penalty, samples)
-
-
-def _symbols(tokenizer) -> list[str]:
-    syms = getattr(tokenizer, "symbols", None)
-    if syms:
-        return list(syms)
-    return [str(i) for i in range(tokenizer.vocab_size)]
 
 
 def _steps_per_epoch(metrics: list[dict]) -> int | None:

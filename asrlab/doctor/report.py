@@ -110,7 +110,8 @@ def plot_blank(diag: Diagnosis) -> str | None:
 
 def plot_posteriorgram(uid: str, probs: np.ndarray, symbols: list[str]) -> str:
     """probs (T, V): heatmap of every symbol's probability per frame, and the blank vs best
-    non-blank curves under it."""
+    non-blank curves under it. symbols: the tokenizer's pieces (characters or BPE pieces);
+    an id past them (a Diagnosis built without a tokenizer) shows as its number."""
     T, V = probs.shape
     labels = [BLANK_LABEL if i == 0 else ("␣" if s == " " else s)
               for i, s in enumerate((symbols + [str(i) for i in range(len(symbols), V)])[:V])]
