@@ -24,6 +24,7 @@ from typing import Sequence
 
 import torch
 
+from asrlab.ctc import frames_needed_rows, time_mask
 from asrlab.doctor.findings import Finding
 from asrlab.doctor.rules import HealthTracker, Observation, RunContext, Thresholds, nonfinite_cause
 from asrlab.doctor.stats import EmissionStats
@@ -76,7 +77,7 @@ def check_log_probs(lp: torch.Tensor, lengths: torch.Tensor) -> list[Finding]:
     T, N, C = lp.shape
     x = lp.detach().float() if lp.dtype in (torch.float16, torch.bfloat16) else lp.detach()
     tol = LOGSUMEXP_TOL.get(lp.dtype, 2e-2)
-    valid = torch.arange(T, device=x.device)[:, None] < lengths.clamp(max=T).to(x.device)[None, :]
+    valid = time_mask(lengths.clamp(max=T).to(x.device), T).T  # (T, N)
     frames = x[valid]  # (frames, C)
     if frames.numel() == 0:
         return []
@@ -215,12 +216,8 @@ def padding_runs(lp: torch.Tensor, eps: float = 1e-4) -> list[int]:
     return run.tolist()
 
 
-def repeat_counts(rows: list[torch.Tensor]) -> list[int]:
-    return [int((r[1:] == r[:-1]).sum()) if r.numel() > 1 else 0 for r in rows]
-
-
 def check_feasible(lengths: torch.Tensor, rows: list[torch.Tensor], ids=None) -> list[Finding]:
-    need = torch.tensor([r.numel() + k for r, k in zip(rows, repeat_counts(rows))])
+    need = frames_needed_rows(rows).cpu()
     bad = (lengths.cpu() < need).nonzero().flatten().tolist()
     if not bad:
         return []
@@ -241,7 +238,7 @@ def frames_per_label(input_lengths, targets, target_lengths) -> float | None:
     rows, problems = split_targets(_as_tensor(targets).cpu(), tlens.cpu(), len(lengths))
     if rows is None or problems:
         return None
-    need = torch.tensor([r.numel() + k for r, k in zip(rows, repeat_counts(rows))]).float()
+    need = frames_needed_rows(rows).cpu().float()
     ok = need > 0
     if not bool(ok.any()):
         return None

@@ -27,6 +27,7 @@ import torch
 
 from asrlab.data.scan import (EMPTY_AFTER_NORMALIZATION, EMPTY_TRANSCRIPT, OOV_REASON,
                                ScanResult, native_rate)
+from asrlab.ctc import frames_needed_rows
 from asrlab.doctor.featstats import compare_feature_stats, split_raw_stats
 from asrlab.doctor.findings import Finding, rank
 from asrlab.features import FeatureStats, LogMel
@@ -283,11 +284,8 @@ def output_frames(config, n_samples: np.ndarray, vocab_size: int) -> np.ndarray:
 
 def label_needs(texts: list[str], tokenizer) -> np.ndarray:
     """Frames CTC needs per transcript: labels + adjacent repeats (a blank between them)."""
-    needs = []
-    for t in texts:
-        ids = tokenizer.encode(t)
-        needs.append(len(ids) + sum(1 for a, b in zip(ids, ids[1:]) if a == b))
-    return np.asarray(needs)
+    rows = [torch.tensor(tokenizer.encode(t), dtype=torch.long) for t in texts]
+    return frames_needed_rows(rows).numpy()
 
 
 def length_findings(scans: list[ScanResult], config, tokenizer, th: DataThresholds

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import torch
 
+from asrlab.ctc import frames_needed
 from asrlab.doctor.findings import Finding, read_findings
 from asrlab.doctor.rules import (HealthTracker, Observation, RunContext, Thresholds,
-                                 nonfinite_cause, repeats_in)
+                                 nonfinite_cause)
 from asrlab.doctor.stats import EmissionStats
 
 TRACE_NAME = "doctor_trace.jsonl"
@@ -131,10 +132,8 @@ class TrainingMonitor:
         """Output frames per label (labels + repeats) over the first epoch's batches, as `asrlab
         check` measures it on the data: the blank-phase judgement is relative to it (the
         running median until the epoch ends; then fixed, and recorded in the trace)."""
-        targets, tlens = batch.targets, batch.target_lens
-        for i in range(len(tlens)):
-            row = targets[i, :int(tlens[i])]
-            need = row.numel() + repeats_in(row)
+        needs = frames_needed(batch.targets, batch.target_lens).tolist()
+        for i, need in enumerate(needs):
             if need:
                 self._ratios.append(float(lengths[i]) / need)
         if not self._ratios:

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
+from asrlab.ctc import frames_needed_rows
 from asrlab.doctor.findings import Finding
 from asrlab.doctor.stats import EmissionStats
 
@@ -153,16 +154,11 @@ class NonfiniteRecord:
     count: int = 1
 
 
-def repeats_in(targets: torch.Tensor) -> int:
-    """Adjacent equal labels: CTC needs a blank between them, so one extra frame each."""
-    return int((targets[1:] == targets[:-1]).sum()) if targets.numel() > 1 else 0
-
-
 def nonfinite_cause(log_probs: torch.Tensor, out_len: int, targets: torch.Tensor) -> str:
     """Why one utterance's loss is inf/NaN. log_probs (T, V) of that utterance."""
     if not bool(torch.isfinite(log_probs[:out_len]).all()):
         return "model output contains NaN/inf"
-    need = int(targets.numel()) + repeats_in(targets)
+    need = int(frames_needed_rows([targets.reshape(-1)])[0])
     if out_len < need:
         return f"infeasible: {out_len} output frames < {need} needed (labels + repeats)"
     return "numerical (finite outputs, feasible length)"

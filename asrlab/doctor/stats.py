@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from asrlab.ctc import time_mask
+
 
 @dataclass
 class EmissionStats:
@@ -34,7 +36,7 @@ class EmissionStats:
         if lp.dtype != torch.float32 and lp.dtype != torch.float64:
             lp = lp.float()
         B, T, V = lp.shape
-        mask = torch.arange(T, device=lp.device)[None, :] < lengths.to(lp.device)[:, None]  # (B, T)
+        mask = time_mask(lengths.to(lp.device), T)  # (B, T)
         nonblank = _without(lp, blank)  # (B, T, V-1)
         nb_lp, nb_idx = nonblank.max(dim=-1)  # best non-blank per frame (one pass)
         blank_lp = lp[..., blank]
