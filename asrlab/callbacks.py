@@ -4,8 +4,8 @@
         def on_epoch_end(self, run, metrics, emissions):
             return []  # findings (asrlab.doctor.findings.Finding), if any
 
-`asrlab.train` calls the hooks of `TrainingCallback` subclasses (TensorBoardCallback; the doctor's
-TrainingMonitor defines all four) directly. Any other object (a user's duck-typed class with
+`asrlab.train` calls the hooks of `TrainingCallback` subclasses (TensorBoardCallback, the doctor's
+TrainingMonitor) directly. Any other object (a user's duck-typed class with
 some of the methods) is wrapped by `as_callback`, which forwards the methods it has.
 """
 
@@ -46,6 +46,6 @@ class _Forwarding(TrainingCallback):
 def as_callback(cb: Any) -> TrainingCallback:
     if isinstance(cb, TrainingCallback):
         return cb
-    if all(hasattr(cb, name) for name in _HOOKS):  # every hook, e.g. the doctor's monitor
+    if all(hasattr(cb, name) for name in _HOOKS):  # a duck-typed class with every hook
         return cb
     return _Forwarding(cb)

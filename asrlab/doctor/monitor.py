@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from asrlab.callbacks import TrainingCallback
 from asrlab.ctc import frames_needed
 from asrlab.doctor.findings import Finding, read_findings
 from asrlab.doctor.rules import (HealthTracker, Observation, RunContext, Thresholds,
@@ -57,7 +58,7 @@ def trace_meta(run_dir: str | Path) -> dict:
     return meta
 
 
-class TrainingMonitor:
+class TrainingMonitor(TrainingCallback):
     """Callback for `asrlab.train.train` (see its docstring for the hooks)."""
 
     def __init__(self, thresholds: Thresholds | None = None, every: int | None = None,
