@@ -39,7 +39,6 @@ utterances), not once per utterance: its start-up costs more than a sentence.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import json
 import logging
@@ -63,8 +62,7 @@ from asrlab.data.manifest import Utterance, write_manifest
 from asrlab.data.sentences import GENERATOR_VERSION, generate_sentences, read_text_file
 
 __all__ = ["SYNTH_VERSION", "SAMPLE_RATE", "SPLITS", "Speaker", "EngineUnavailable", "SynthError",
-           "synthesize_corpus", "make_speakers", "available_engines", "install_command",
-           "add_synth_arguments", "run_synth"]
+           "synthesize_corpus", "make_speakers", "available_engines", "install_command"]
 
 log = logging.getLogger(__name__)
 
@@ -749,62 +747,3 @@ def _engine_versions(engines: Iterable[str]) -> dict[str, str | None]:
         else:
             out[engine] = shutil.which(ENGINE_PROGRAMS[engine])
     return out
-
-
-# --------------------------------------------------------------------------- command line
-
-def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the `asrlab synth` options to parser."""
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (new, empty, "
-                        "or a previous synthetic corpus to replace)")
-    parser.add_argument("--train", type=int, default=1111, metavar="N",
-                        help="train utterances (1111)")
-    parser.add_argument("--val", type=int, default=99, metavar="N",
-                        help="validation utterances (99)")
-    parser.add_argument("--test", type=int, default=300, metavar="N", help="test utterances (300)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for sentences and speakers (0)")
-    parser.add_argument("--text", metavar="FILE", help="take sentences from this UTF-8 text file "
-                        "(one a line, or prose) instead of the built-in generator")
-    parser.add_argument("--engines", default=None, metavar="LIST",
-                        help=f"comma-separated TTS engines from {', '.join(ENGINES)} "
-                             f"(default: every installed one)")
-    parser.add_argument("--jobs", type=int, default=2, metavar="N", help="worker processes (2)")
-    parser.add_argument("--speakers", type=int, default=64, metavar="N",
-                        help="distinct speakers (64)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return parser
-
-
-def run_synth(args: argparse.Namespace) -> int:
-    """Run `asrlab synth`; prints a summary and returns the exit code."""
-    if args.engines is None:
-        engines = tuple(available_engines())
-        missing = [e for e in ENGINES if e not in engines]
-        if missing:
-            print(f"note: {', '.join(missing)} not installed; the corpus uses "
-                  f"{', '.join(engines)}. To add their voices: {install_command(missing)}",
-                  file=sys.stderr)
-    else:
-        engines = tuple(e.strip() for e in args.engines.replace(" ", ",").split(",") if e.strip())
-    started = time.perf_counter()
-    try:
-        manifests = synthesize_corpus(args.out, args.train, args.val, args.test, seed=args.seed,
-                                      text_file=args.text, engines=engines, jobs=args.jobs,
-                                      progress=not args.no_progress, n_speakers=args.speakers)
-    except (EngineUnavailable, SynthError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    info = json.loads((Path(args.out) / "corpus.json").read_text(encoding="utf-8"))
-    counts, hours, text = info["counts"], info["hours"], info["text_file"]
-    if text:
-        dropped = ", ".join(f"{n} {why}" for why, n in text["dropped"].items()) or "none"
-        print(f"text file {text['path']}: kept {text['kept']} of {text['read']} sentences "
-              f"(dropped: {dropped})")
-    print(f"synthesized {sum(counts.values())} utterances ({hours['total']:.2f} h, "
-          f"{sum(any(s['utterances'].values()) for s in info['speakers'])} speakers, "
-          f"{', '.join(engines)}) in "
-          f"{time.perf_counter() - started:.0f} s")
-    for split, path in manifests.items():
-        print(f"  {split:<5} {counts[split]:>6} utterances  {hours[split]:6.2f} h  {path}")
-    print(f"  corpus info: {Path(args.out) / 'corpus.json'}")
-    return 0

@@ -12,11 +12,13 @@ import pytest
 pytest.importorskip("espeakng_loader")
 sf = pytest.importorskip("soundfile")
 
+from asrlab.commands.synth import add_arguments as add_synth_arguments  # noqa: E402
+from asrlab.commands.synth import run as run_synth  # noqa: E402
 from asrlab.data import synth  # noqa: E402
 from asrlab.data.manifest import load_manifest  # noqa: E402
 from asrlab.data.sentences import normalize_text  # noqa: E402
-from asrlab.data.synth import (RATE_RANGE, EngineUnavailable, SynthError, add_synth_arguments,  # noqa: E402
-                               make_speakers, run_synth, synthesize_corpus, trim_silence)
+from asrlab.data.synth import (RATE_RANGE, EngineUnavailable, SynthError,  # noqa: E402
+                               make_speakers, synthesize_corpus, trim_silence)
 
 COUNTS = {"train": 6, "val": 2, "test": 2}
 
