@@ -49,8 +49,6 @@ def evaluate(model_path: Path, data_path: Path, out: Path | None = None,
              options: DecoderOptions | None = None, limits: AudioLimits = AudioLimits()
              ) -> EvalReport:
     """`options`: the decoder (None: greedy)."""
-    if options is not None and not isinstance(options, DecoderOptions):
-        options = DecoderOptions(**vars(options))  # bench/fsdd.py digit_lm: a Namespace of them
     rec = Recognizer.from_path(model_path)
     decoder = make_decoder(options, rec.tokenizer)
     utts = read_transcripts(data_path, rec.text_normalizer).utterances  # the model's text rules

@@ -40,6 +40,7 @@ import soundfile as sf
 
 from asrlab.audio import load_audio
 from asrlab.data.prepare import DIGIT_WORDS
+from asrlab.decode import DecoderOptions
 
 RECORDINGS = Path("/work/shared/data/fsdd/recordings")
 SPEAKERS = ("george", "jackson", "lucas", "nicolas")
@@ -255,15 +256,14 @@ def padded_copies(rows: list[dict], out_dir: Path, seconds: float = 0.2) -> list
     return out
 
 
-def digit_lm(train_manifest: Path, folder: Path) -> argparse.Namespace:
-    """A word bigram LM on the training transcripts, as decoder arguments (beam 16)."""
+def digit_lm(train_manifest: Path, folder: Path) -> DecoderOptions:
+    """A word bigram LM on the training transcripts, as decoder options (beam 16)."""
     from asrlab.decode.lm import build_lm
 
     text = folder / "lm_text.txt"
     text.write_text("".join(r["text"] + "\n" for r in read_rows(train_manifest)))
     report = build_lm([text], 2, folder / "digits", binary=False)
-    return argparse.Namespace(lm=str(report.arpa), beam=16, lm_weight=None, word_score=None,
-                              blank_penalty=0.0)
+    return DecoderOptions(lm=str(report.arpa), beam=16)
 
 
 def markdown(results: list[SpeakerResult]) -> str:

@@ -94,8 +94,7 @@ def load_log_probs(rec, data: Path) -> tuple[list, list[str], list[dict]]:
 
 
 def run(args) -> int:
-    from asrlab.decode.beam import BeamDecoder
-    from asrlab.decode.greedy import greedy_decode
+    from asrlab.decode import DecoderOptions, make_decoder
     from asrlab.metrics import error_rates
     from asrlab.transcribe import load_recognizer
 
@@ -104,10 +103,10 @@ def run(args) -> int:
     log_probs, refs, skipped = load_log_probs(rec, args.data)
     for s in skipped:
         print(f"asrlab tune-lm: skipped {s['source']}: {s['reason']}", file=sys.stderr)
-    greedy = error_rates(refs, [greedy_decode(lp, len(lp), rec.tokenizer, args.blank_penalty).text
-                                for lp in log_probs])
-    decoder = BeamDecoder(rec.tokenizer, beam=args.beam, lm=args.lm,
-                          blank_penalty=args.blank_penalty)
+    greedy_decoder = make_decoder(DecoderOptions(blank_penalty=args.blank_penalty), rec.tokenizer)
+    greedy = error_rates(refs, [greedy_decoder.decode(lp).text for lp in log_probs])
+    decoder = make_decoder(DecoderOptions(blank_penalty=args.blank_penalty, beam=args.beam,
+                                          lm=str(args.lm)), rec.tokenizer)
     print(f"greedy: WER {greedy.wer:.4f} CER {greedy.cer:.4f} on {len(refs)} utterances")
     print("| lm_weight | word_score | WER | CER |\n|---:|---:|---:|---:|")
     grid = grid_search(log_probs, refs, decoder, args.alphas, args.betas,
