@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from asrlab.audio import AudioError, AudioLimits, check_samples, load_audio
+from asrlab.data.manifest import Skipped
 from asrlab.data.text import read_transcripts
 from asrlab.decode import DecoderOptions, describe_decoder, make_decoder
 from asrlab.inference import Recognizer
@@ -30,7 +31,7 @@ class EvalReport:
     empty: int
     model: str
     data: str
-    skipped: list[dict] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
     decoder: dict = field(default_factory=dict)  # which decoder and weights produced these rates
     audio_seconds: float = 0.0
     decode_seconds: float = 0.0
@@ -60,9 +61,9 @@ def evaluate(model_path: Path, data_path: Path, out: Path | None = None,
             waves.append(wave)
             kept.append(u)
         except AudioError as e:
-            skipped.append({"id": u.id, "source": u.source, "reason": str(e)})
+            skipped.append(Skipped(u.id, u.source, str(e)))
     if not kept:  # a WER of 0.0 over nothing would look like success
-        reasons = "; ".join(f"{x['source']}: {x['reason']}" for x in skipped[:3])
+        reasons = "; ".join(str(x) for x in skipped[:3])
         raise ValueError(f"{data_path}: none of its {len(utts)} utterance(s) could be read "
                          f"({reasons})")
     t0 = time.perf_counter()
@@ -84,5 +85,5 @@ def evaluate(model_path: Path, data_path: Path, out: Path | None = None,
                                     "word_errors": e.word_errors, "words": e.words,
                                     "char_errors": e.char_errors, "chars": e.chars},
                                    ensure_ascii=False) + "\n")
-        out.write_text(json.dumps({**report.summary(), "skipped_items": skipped}, indent=2))
+        out.write_text(json.dumps({**report.summary(), "skipped_items": [s.to_dict() for s in skipped]}, indent=2))
     return report

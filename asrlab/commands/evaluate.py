@@ -41,7 +41,7 @@ def run(args) -> int:
           f"{len(report.skipped)} of {total} utterance(s) skipped, so the rates cover only "
           f"the other {report.n}; all reasons in {out} (skipped_items):", file=sys.stderr)
     for item in report.skipped[:5]:
-        print(f"  {item['source']}: {item['reason']}", file=sys.stderr)
+        print(f"  {item}", file=sys.stderr)
     if len(report.skipped) > 5:
         print(f"  ... and {len(report.skipped) - 5} more", file=sys.stderr)
     if args.allow_missing:

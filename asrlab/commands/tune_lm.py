@@ -48,7 +48,7 @@ class TuneResult:
     greedy_wer: float
     greedy_cer: float
     utterances: int
-    skipped: list[dict]
+    skipped: list  # asrlab.data.manifest.Skipped
     grid: list[GridPoint] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -56,7 +56,7 @@ class TuneResult:
         return {"lm_weight": self.best.lm_weight, "word_score": self.best.word_score,
                 "wer": self.best.wer, "cer": self.best.cer, "greedy_wer": self.greedy_wer,
                 "greedy_cer": self.greedy_cer, "utterances": self.utterances,
-                "skipped": self.skipped, "seconds": round(self.seconds, 1),
+                "skipped": [s.to_dict() for s in self.skipped], "seconds": round(self.seconds, 1),
                 "grid": [asdict(g) for g in self.grid]}
 
 
@@ -76,9 +76,10 @@ def grid_search(log_probs: list, refs: list[str], decoder, alphas, betas, on_poi
     return points
 
 
-def load_log_probs(rec, data: Path) -> tuple[list, list[str], list[dict]]:
+def load_log_probs(rec, data: Path) -> tuple[list, list[str], list]:
     """Run the acoustic model once; unreadable audio is listed, not dropped silently."""
     from asrlab.audio import AudioError
+    from asrlab.data.manifest import Skipped
     from asrlab.data.text import read_transcripts
 
     waves, refs, skipped = [], [], []
@@ -87,7 +88,7 @@ def load_log_probs(rec, data: Path) -> tuple[list, list[str], list[dict]]:
             waves.append(rec.load(u.audio_filepath, u.offset, u.span))
             refs.append(u.text)
         except AudioError as e:
-            skipped.append({"id": u.id, "source": u.source, "reason": str(e)})
+            skipped.append(Skipped(u.id, u.source, str(e)))
     if not waves:
         raise ValueError(f"{data}: no readable utterances to tune on")
     return rec.log_probs(waves), refs, skipped
@@ -102,7 +103,7 @@ def run(args) -> int:
     rec = load_recognizer(args.model, threads=args.threads)
     log_probs, refs, skipped = load_log_probs(rec, args.data)
     for s in skipped:
-        print(f"asrlab tune-lm: skipped {s['source']}: {s['reason']}", file=sys.stderr)
+        print(f"asrlab tune-lm: skipped {s}", file=sys.stderr)
     greedy_decoder = make_decoder(DecoderOptions(blank_penalty=args.blank_penalty), rec.tokenizer)
     greedy = error_rates(refs, [greedy_decoder.decode(lp).text for lp in log_probs])
     decoder = make_decoder(DecoderOptions(blank_penalty=args.blank_penalty, beam=args.beam,

@@ -58,19 +58,38 @@ class Utterance:
 
 
 @dataclass(frozen=True)
-class ManifestProblem:
-    path: Path
-    line: int
-    message: str
+class Skipped:
+    """One item left out, and why: the one record for everything not used (nothing is dropped
+    silently). A bad manifest line (`read_manifest`: `line` set), an utterance a split leaves
+    out (asrlab.data.scan -> RUN/skipped.jsonl, with `split`, and `text` for a text reason), a
+    corpus item `asrlab prepare` does not write (M.skipped.jsonl), audio that evaluate or
+    tune-lm cannot read (their reports). `to_dict` has split (when set), id, source, reason and
+    text (when set): the keys each of those files had."""
+    id: str
+    source: str  # where: "manifest.jsonl:LINE", or a corpus file (and line)
+    reason: str
+    split: str | None = None
+    text: str | None = None  # the manifest's transcript, when the reason is about the text
+    line: int | None = None  # the manifest line number of a bad manifest line
+
+    def to_dict(self) -> dict:
+        d = {} if self.split is None else {"split": self.split}
+        d.update(id=self.id, source=self.source, reason=self.reason)
+        return d if self.text is None else {**d, "text": self.text}
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}"
+        return f"{self.source}: {self.reason}"
+
+
+def bad_line(path: Path, line: int, message: str) -> Skipped:
+    """A manifest line that cannot be read, as a Skipped: str() is "PATH:LINE: message"."""
+    return Skipped(f"{path.name}:{line}", f"{path}:{line}", message, line=line)
 
 
 class ManifestError(ValueError):
     """A manifest has bad lines; `problems` lists every one of them."""
 
-    def __init__(self, path: Path, problems: list[ManifestProblem]):
+    def __init__(self, path: Path, problems: list[Skipped]):
         self.path = Path(path)
         self.problems = problems
         shown = "\n".join(f"  {p}" for p in problems[:20])
@@ -111,7 +130,7 @@ def parse_line(raw: str, lineno: int, path: Path) -> Utterance:
     return Utterance(utt_id, audio_path, float(duration), text, extra, f"{path}:{lineno}")
 
 
-def read_manifest(path: str | Path, strict: bool = True) -> tuple[list[Utterance], list[ManifestProblem]]:
+def read_manifest(path: str | Path, strict: bool = True) -> tuple[list[Utterance], list[Skipped]]:
     """Read every line of a manifest.
 
     strict=True raises ManifestError naming all bad lines; strict=False returns them instead so
@@ -121,7 +140,7 @@ def read_manifest(path: str | Path, strict: bool = True) -> tuple[list[Utterance
     if not path.is_file():
         raise FileNotFoundError(f"manifest not found: {path}")
     utts: list[Utterance] = []
-    problems: list[ManifestProblem] = []
+    problems: list[Skipped] = []
     seen: dict[str, int] = {}
     with open(path, encoding="utf-8-sig", errors="replace") as f:  # -sig: a BOM is no error
         for lineno, raw in enumerate(f, start=1):
@@ -130,7 +149,7 @@ def read_manifest(path: str | Path, strict: bool = True) -> tuple[list[Utterance
             try:
                 utt = parse_line(raw, lineno, path)
             except ValueError as e:
-                problems.append(ManifestProblem(path, lineno, str(e)))
+                problems.append(bad_line(path, lineno, str(e)))
                 continue
             if utt.id in seen:
                 seen[utt.id] += 1

@@ -7,7 +7,7 @@
     asrlab prepare fsdd recordings --speakers george,jackson --out fsdd.jsonl
 
 Each reader turns its layout into `Candidate`s (id, audio path, text, where it was found) or
-`SkippedItem`s (what was wrong with a line of the source). Then one shared step checks every
+`Skipped`s (what was wrong with a line of the source). Then one shared step checks every
 candidate's audio header with soundfile (duration, readability) and writes the manifest, plus
 `M.skipped.jsonl` beside it with id, source and reason for each item not written, so that
 `read == written + skipped` always holds and nothing disappears without a trace.
@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Iterator
 import soundfile as sf
 
 from asrlab.audio import UNKNOWN_LENGTH, AudioError, audio_duration
-from asrlab.data.manifest import write_manifest
+from asrlab.data.manifest import Skipped, write_manifest
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SEGMENT_TOLERANCE_S = 0.05  # a segment may end this far past the end of its recording
@@ -51,22 +51,12 @@ class Candidate:
     duration: float | None = None  # known length: a segment, or a CSV duration column
 
 
-@dataclass(frozen=True)
-class SkippedItem:
-    id: str
-    source: str
-    reason: str
-
-    def to_dict(self) -> dict:
-        return {"id": self.id, "source": self.source, "reason": self.reason}
-
-
 @dataclass
 class PrepareResult:
     manifest: Path
     skipped_path: Path
     written: int
-    skipped: list[SkippedItem]
+    skipped: list[Skipped]
     not_selected: int = 0  # items filtered out on purpose (e.g. other FSDD speakers)
     notes: list[str] = field(default_factory=list)
 
@@ -93,7 +83,7 @@ class PrepareOptions:
     split: str = "train"  # commonvoice: SRC/<split>.tsv when SRC is a folder
 
 
-Item = Candidate | SkippedItem
+Item = Candidate | Skipped
 
 
 # ---- shared helpers ---------------------------------------------------------------------
@@ -129,15 +119,15 @@ def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield lineno, line.rstrip("\r\n")
 
 
-def _keyed_table(path: Path) -> tuple[dict[str, tuple[str, str]], list[SkippedItem]]:
+def _keyed_table(path: Path) -> tuple[dict[str, tuple[str, str]], list[Skipped]]:
     """A Kaldi-style 'KEY VALUE' file -> ({key: (value, source)}, duplicate keys as skipped)."""
     table, dups = {}, []
     for lineno, line in _read_lines(path):
         key, value = _split_key(line)
         source = f"{path}:{lineno}"
         if key in table:
-            dups.append(SkippedItem(key, source, f"duplicate key in {path.name} "
-                                    f"(first at {table[key][1]}; the first is used)"))
+            dups.append(Skipped(key, source, f"duplicate key in {path.name} "
+                                f"(first at {table[key][1]}; the first is used)"))
         else:
             table[key] = (value, source)
     return table, dups
@@ -164,7 +154,7 @@ def read_librispeech(src: Path, opts: PrepareOptions) -> Iterator[Item]:
             yield Candidate(uid, audio.resolve(), text, f"{trans}:{lineno}", uid.split("-")[0])
         for audio in sorted(trans.parent.glob("*.flac")):
             if audio.stem not in seen:
-                yield SkippedItem(audio.stem, str(audio), f"no transcript line in {trans.name}")
+                yield Skipped(audio.stem, str(audio), f"no transcript line in {trans.name}")
 
 
 def read_commonvoice(src: Path, opts: PrepareOptions) -> Iterator[Item]:
@@ -181,11 +171,11 @@ def read_commonvoice(src: Path, opts: PrepareOptions) -> Iterator[Item]:
             source = f"{tsv}:{lineno}"
             name = row.get("path")
             if not name:
-                yield SkippedItem(f"line{lineno}", source, "empty 'path' field")
+                yield Skipped(f"line{lineno}", source, "empty 'path' field")
                 continue
             if None in row.values() or None in row:
-                yield SkippedItem(Path(name).stem, source,
-                                  "row has a different number of fields than the header")
+                yield Skipped(Path(name).stem, source,
+                              "row has a different number of fields than the header")
                 continue
             yield Candidate(Path(name).stem, resolve(name, clips), row["sentence"], source,
                             row.get("client_id") or None)
@@ -208,17 +198,17 @@ def read_kaldi(src: Path, opts: PrepareOptions) -> Iterator[Item]:
         return
     for rec, (text, source) in texts.items():
         if rec in bad_wavs:
-            yield SkippedItem(rec, bad_wavs[rec][0], bad_wavs[rec][1])
+            yield Skipped(rec, bad_wavs[rec][0], bad_wavs[rec][1])
         elif rec not in wavs:
-            yield SkippedItem(rec, source, "no wav.scp entry for this utterance")
+            yield Skipped(rec, source, "no wav.scp entry for this utterance")
         else:
             yield Candidate(rec, wavs[rec][0], text, source, spk.get(rec))
     for rec, (path, source) in wavs.items():
         if rec not in texts:
-            yield SkippedItem(rec, source, "no transcript for this recording in text")
+            yield Skipped(rec, source, "no transcript for this recording in text")
 
 
-def _kaldi_wav_scp(path: Path, root: Path) -> tuple[dict, dict, list[SkippedItem]]:
+def _kaldi_wav_scp(path: Path, root: Path) -> tuple[dict, dict, list[Skipped]]:
     """-> ({rec: (audio, source)}, {rec: (source, reason)}, duplicates); pipes are rejected."""
     wavs, bad = {}, {}
     table, dups = _keyed_table(path)
@@ -245,23 +235,23 @@ def _kaldi_segments(path: Path, wavs: dict, bad_wavs: dict, texts: dict, spk: di
         try:
             rec, start, end = fields[1], float(fields[2]), float(fields[3])
         except (IndexError, ValueError):
-            yield SkippedItem(seg, source, "segments line must be 'SEGMENT RECORDING START END'")
+            yield Skipped(seg, source, "segments line must be 'SEGMENT RECORDING START END'")
             continue
         if seg not in texts:
-            yield SkippedItem(seg, source, "no transcript for this segment in text")
+            yield Skipped(seg, source, "no transcript for this segment in text")
         elif rec in bad_wavs:
-            yield SkippedItem(seg, bad_wavs[rec][0], bad_wavs[rec][1])
+            yield Skipped(seg, bad_wavs[rec][0], bad_wavs[rec][1])
         elif rec not in wavs:
-            yield SkippedItem(seg, source, f"recording {rec!r} has no wav.scp entry")
+            yield Skipped(seg, source, f"recording {rec!r} has no wav.scp entry")
         elif not (0 <= start < end):
-            yield SkippedItem(seg, source, f"segment times must satisfy 0 <= start < end, "
-                              f"got {start} {end}")
+            yield Skipped(seg, source, f"segment times must satisfy 0 <= start < end, "
+                          f"got {start} {end}")
         else:
             yield Candidate(seg, wavs[rec][0], texts[seg][0], source, spk.get(seg),
                             offset=start, duration=end - start)
     for seg, (_, source) in texts.items():
         if seg not in seen:
-            yield SkippedItem(seg, source, "no segments line for this utterance")
+            yield Skipped(seg, source, "no segments line for this utterance")
 
 
 def read_csv(src: Path, opts: PrepareOptions) -> Iterator[Item]:
@@ -284,20 +274,20 @@ def read_csv(src: Path, opts: PrepareOptions) -> Iterator[Item]:
 def _csv_row(row: dict, source: str, root: Path, opts: PrepareOptions) -> Item:
     name = (row.get(opts.audio_column) or "").strip()
     if not name:
-        return SkippedItem(source.rsplit(":", 1)[-1], source, f"empty {opts.audio_column!r} field")
+        return Skipped(source.rsplit(":", 1)[-1], source, f"empty {opts.audio_column!r} field")
     uid = Path(name).stem
     text = row.get(opts.text_column)
     if text is None:
-        return SkippedItem(uid, source, f"row has no {opts.text_column!r} field")
+        return Skipped(uid, source, f"row has no {opts.text_column!r} field")
     duration = None
     if opts.duration_column:
         try:
             duration = float(row.get(opts.duration_column) or "")
         except ValueError:
-            return SkippedItem(uid, source, f"{opts.duration_column!r} is not a number: "
-                               f"{row.get(opts.duration_column)!r}")
+            return Skipped(uid, source, f"{opts.duration_column!r} is not a number: "
+                           f"{row.get(opts.duration_column)!r}")
         if not duration > 0:
-            return SkippedItem(uid, source, f"{opts.duration_column!r} must be > 0, got {duration}")
+            return Skipped(uid, source, f"{opts.duration_column!r} must be > 0, got {duration}")
     return Candidate(uid, resolve(name, root), text, source, duration=duration)
 
 
@@ -334,8 +324,8 @@ def read_fsdd(src: Path, opts: PrepareOptions) -> Iterator[Item]:
     for path in files:
         m = FSDD_NAME.match(path.stem)
         if m is None:
-            yield SkippedItem(path.stem, str(path),
-                              "file name is not {digit}_{speaker}_{index}.wav")
+            yield Skipped(path.stem, str(path),
+                          "file name is not {digit}_{speaker}_{index}.wav")
         elif opts.speakers and m.group(2) not in opts.speakers:
             yield NotSelected(path.stem)
         else:
@@ -426,7 +416,7 @@ def prepare(fmt: str, src: str | Path, out: str | Path, opts: PrepareOptions | N
         if isinstance(item, NotSelected):
             not_selected += 1
             continue
-        if isinstance(item, SkippedItem):
+        if isinstance(item, Skipped):
             skipped.append(item)
             continue
         if item.speaker:
@@ -439,7 +429,7 @@ def prepare(fmt: str, src: str | Path, out: str | Path, opts: PrepareOptions | N
         if reason is None:
             duration, reason = probe(item)
         if reason is not None:
-            skipped.append(SkippedItem(item.id, item.source, reason))
+            skipped.append(Skipped(item.id, item.source, reason))
             continue
         first_seen[item.id] = item.source
         rows.append(manifest_row(item, duration, base))
@@ -483,7 +473,7 @@ def _text_problem(c: Candidate, first_seen: dict[str, str]) -> str | None:
     return None
 
 
-def write_skipped_items(path: Path, items: list[SkippedItem]) -> Path:
+def write_skipped_items(path: Path, items: list[Skipped]) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for s in items:

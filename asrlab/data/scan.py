@@ -7,27 +7,14 @@ Nothing is dropped silently: each skipped item carries its id, manifest line and
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from asrlab.audio import AudioError, load_audio
-from asrlab.data.manifest import ManifestProblem, Utterance
+from asrlab.data.manifest import Skipped, Utterance
 from asrlab.features import LogMel, StatsAccumulator
-
-
-@dataclass(frozen=True)
-class Skipped:
-    split: str
-    id: str
-    source: str  # manifest:line
-    reason: str
-    text: str | None = None  # the manifest's transcript, when the reason is about the text
-
-    def to_dict(self) -> dict:
-        d = {"split": self.split, "id": self.id, "source": self.source, "reason": self.reason}
-        return d if self.text is None else {**d, "text": self.text}
 
 
 EMPTY_TRANSCRIPT = "empty transcript"
@@ -79,9 +66,9 @@ def duration_problem(seconds: float, bounds: tuple[float, float | None]) -> str 
     return None
 
 
-def problem_skipped(split: str, p: ManifestProblem) -> Skipped:
-    return Skipped(split, f"{p.path.name}:{p.line}", f"{p.path}:{p.line}",
-                   f"bad manifest line: {p.message}")
+def problem_skipped(split: str, p: Skipped) -> Skipped:
+    """A bad manifest line (read_manifest) as one of the split's skipped items."""
+    return replace(p, split=split, reason=f"bad manifest line: {p.reason}")
 
 
 def native_rate(path: Path) -> int | None:
@@ -95,7 +82,7 @@ def native_rate(path: Path) -> int | None:
 
 def scan_split(split: str, utts: list[Utterance], sample_rate: int, tokenizer=None,
                logmel: LogMel | None = None, keep_waves: bool = True,
-               problems: list[ManifestProblem] = (),
+               problems: list[Skipped] = (),
                duration_bounds: tuple[float, float | None] = (0.0, None)) -> ScanResult:
     """Load each utterance; skip (with a reason) empty text, OOV text, unusable audio, and audio
     whose duration is outside `duration_bounds` (seconds; None: no upper bound).
@@ -107,7 +94,7 @@ def scan_split(split: str, utts: list[Utterance], sample_rate: int, tokenizer=No
     for u in utts:
         reason = text_problem(u, tokenizer)
         if reason is not None:
-            result.skipped.append(Skipped(split, u.id, u.source, reason, u.original_text))
+            result.skipped.append(Skipped(u.id, u.source, reason, split, u.original_text))
             continue
         try:
             wave = load_audio(u.audio_filepath, sample_rate, u.offset, u.span)
@@ -116,7 +103,7 @@ def scan_split(split: str, utts: list[Utterance], sample_rate: int, tokenizer=No
         except AudioError as e:
             reason = str(e)
         if reason is not None:
-            result.skipped.append(Skipped(split, u.id, u.source, reason))
+            result.skipped.append(Skipped(u.id, u.source, reason, split))
             continue
         rate = native_rate(u.audio_filepath)
         if rate is not None:

@@ -120,7 +120,7 @@ class Transcripts:
     """A manifest as a model sees it: utterances whose `text` is normalized (the manifest's
     own text in `raw_text`), the manifest's bad lines, and {character: times removed}."""
     utterances: list = field(default_factory=list)  # manifest.Utterance
-    problems: list = field(default_factory=list)  # manifest.ManifestProblem
+    problems: list = field(default_factory=list)  # manifest.Skipped (bad lines)
     removed: dict[str, int] = field(default_factory=dict)
 
     def emptied(self) -> list:

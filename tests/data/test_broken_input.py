@@ -155,7 +155,7 @@ def test_read_manifest_reports_every_bad_line_with_its_number(tmp_path):
     assert len(utts) == len(expect)  # every parseable line, whatever its audio
     assert {p.line: p for p in problems}.keys() == bad.keys()
     for p in problems:
-        assert bad[p.line] in p.message, (p.line, p.message)
+        assert bad[p.line] in p.reason, (p.line, p.reason)
         assert str(p).startswith(f"{manifest}:{p.line}: ")
 
 
@@ -320,7 +320,7 @@ def test_fuzz_random_lines_and_files_never_crash_and_counts_add_up(tmp_path):
     utts, problems = read_manifest(tmp_path / "m.jsonl", strict=False)
     nonblank = sum(1 for l in (tmp_path / "m.jsonl").read_text().split("\n") if l.strip())
     assert len(utts) + len(problems) == nonblank
-    assert all(p.message for p in problems)
+    assert all(p.reason for p in problems)
     result = scan_split("train", utts, SR, tokenizer())
     assert result.read == len(result.used) + len(result.skipped) == len(utts)
     assert all(s.reason and s.source for s in result.skipped)
