@@ -11,7 +11,8 @@ Every sentence uses the transcript alphabet of the toolkit: lowercase a-z, space
 apostrophe ("don't", "anna's", "seven o'clock"); numbers are spelled out as words.
 
 `load_text_file(path)` reads a user's own sentences (one a line, or running prose split on
-sentence punctuation), normalizes them to the same alphabet, and reports what it dropped.
+sentence punctuation), normalizes them to the same alphabet (asrlab.data.text.SENTENCE_TEXT, a
+TextNormalizer: numbers, money and times read aloud), and reports what it dropped.
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ from __future__ import annotations
 import logging
 import random
 import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from asrlab.data.numbers import number_to_words, ordinal_words  # re-exported in __all__
+from asrlab.data.text import SENTENCE_TEXT
 
-__all__ = ["GENERATOR_VERSION", "ALPHABET", "generate_sentences", "normalize_text",
+__all__ = ["GENERATOR_VERSION", "ALPHABET", "generate_sentences",
            "number_to_words", "ordinal_words", "load_text_file", "read_text_file",
            "TextFileReport"]
 
@@ -38,71 +39,6 @@ GENERATOR_VERSION = "sentences-1"
 #: Characters a normalized sentence may contain.
 ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyz' ")
 MIN_WORDS, MAX_WORDS = 4, 14
-
-
-# --------------------------------------------------------------------------- normalization
-
-_ABBREVIATIONS = {"mr.": "mister", "mrs.": "missus", "dr.": "doctor", "e.g.": "for example",
-                  "i.e.": "that is", "etc.": "et cetera", "vs.": "versus", "approx.": "about"}
-_SYMBOLS = {"&": " and ", "%": " percent ", "@": " at ", "+": " plus ", "=": " equals "}
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'", "\u00b4": "'"})
-
-
-def _digits_one_by_one(digits: str) -> str:
-    return " ".join(number_to_words(int(d)) for d in digits)
-
-
-def _spell_int(digits: str) -> str:
-    digits = digits.replace(",", "")
-    if len(digits) > 15 or (len(digits) > 1 and digits.startswith("0")):
-        return _digits_one_by_one(digits)  # phone numbers, codes, "007"
-    return number_to_words(int(digits))
-
-
-def _money(m: re.Match) -> str:
-    words = _spell_int(m.group(1)) + (" dollar" if m.group(1) == "1" else " dollars")
-    cents = m.group(2)
-    if cents and int(cents):
-        words += " and " + number_to_words(int(cents)) + (" cent" if cents == "01" else " cents")
-    return f" {words} "
-
-
-def _clock(m: re.Match) -> str:
-    hours, minutes = int(m.group(1)), int(m.group(2))
-    if minutes == 0:
-        return f" {number_to_words(hours)} o'clock "
-    mins = number_to_words(minutes) if minutes >= 10 else "oh " + number_to_words(minutes)
-    return f" {number_to_words(hours)} {mins} "
-
-
-def _expand_numbers(s: str) -> str:
-    s = re.sub(r"\$\s?(\d[\d,]*)(?:\.(\d\d))?\b", _money, s)
-    s = re.sub(r"\b(\d{1,2}):(\d\d)\b", _clock, s)
-    s = re.sub(r"\b(\d+)(?:st|nd|rd|th)\b", lambda m: f" {ordinal_words(int(m.group(1)))} "
-               if len(m.group(1)) < 16 else m.group(0), s)
-    s = re.sub(r"(\d+)\.(\d+)", lambda m: f" {_spell_int(m.group(1))} point "
-               f"{_digits_one_by_one(m.group(2))} ", s)
-    s = re.sub(r"\d{1,3}(?:,\d{3})+(?!\d)", lambda m: f" {_spell_int(m.group(0))} ", s)
-    return re.sub(r"\d+", lambda m: f" {_spell_int(m.group(0))} ", s)
-
-
-def normalize_text(text: str) -> str:
-    """Map any text onto the transcript alphabet (lowercase a-z, space, apostrophe).
-
-    Numbers become words ("$3.50" -> "three dollars and fifty cents", "7:30" -> "seven
-    thirty", "21st" -> "twenty first"), accents are stripped, a few symbols become words,
-    apostrophes survive only inside words, everything else becomes a space.
-    """
-    s = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES).lower()
-    for abbreviation, expansion in _ABBREVIATIONS.items():
-        s = s.replace(abbreviation, f" {expansion} ")
-    s = _expand_numbers(s)
-    s = "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
-    for symbol, word in _SYMBOLS.items():
-        s = s.replace(symbol, word)
-    s = re.sub(r"[^a-z' ]+", " ", s)
-    s = re.sub(r"(?<![a-z])'|'(?![a-z])", " ", s)
-    return " ".join(s.split())
 
 
 # --------------------------------------------------------------------------- word forms
@@ -958,7 +894,7 @@ def read_text_file(path: str | Path, mode: str = "auto", min_words: int = 2,
     seen: set[str] = set()
     for raw in _segments(text, report.mode):
         report.segments += 1
-        sentence = normalize_text(raw)
+        sentence = SENTENCE_TEXT.normalize(raw)
         words = len(sentence.split())
         if not sentence:
             report.drop("empty after normalization (no letters or digits)", raw)

@@ -24,8 +24,9 @@ from typing import Iterable, Sequence, TypeVar
 # Shared with the sentence generator (same spelling in synthetic and real corpora).
 from asrlab.data.numbers import number_to_words, ordinal_words
 
-PUNCTUATION = ("remove", "keep")
-NUMBERS = ("keep", "spell")
+PUNCTUATION = ("remove", "keep", "space")
+NUMBERS = ("keep", "spell", "read")
+ACCENTS = ("keep", "strip")
 
 # Characters that join words: replaced by a space (not deleted) so "well-known" stays two words.
 _JOINERS = set("-\u2010\u2011\u2012\u2013\u2014\u2015/_")
@@ -42,24 +43,33 @@ class TextNormalizer:
     1. Unicode NFKC (full-width forms, ligatures) and typographic apostrophes -> "'".
     2. numbers="spell": integers, decimals and ordinals to English words ("-3.5" -> "minus
        three point five", "1,024" -> "one thousand twenty four", "21st" -> "twenty first");
+       "read" reads text aloud as the sentence reader does (`SENTENCE_TEXT`): money, clock
+       times, ordinals and decimals ("$3.50" -> "three dollars and fifty cents", "7:30" ->
+       "seven thirty"), a few abbreviations and symbols ("dr." -> "doctor", "&" -> "and");
        "keep" leaves digits as they are.
-    3. lowercase.
-    4. punctuation="remove": Unicode punctuation and symbols are dropped, except an apostrophe
+    3. accents="strip": accents come off letters ("café" -> "cafe"); "keep" keeps them.
+    4. lowercase.
+    5. punctuation="remove": Unicode punctuation and symbols are dropped, except an apostrophe
        inside a word ("don't"); hyphens, dashes, slashes and underscores become spaces.
-    5. allowed (a string of characters, e.g. "abcdefghijklmnopqrstuvwxyz'"): any other
+       "space": punctuation, symbols and characters outside `allowed` all become spaces, and
+       an apostrophe survives only between letters.
+    6. allowed (a string of characters, e.g. "abcdefghijklmnopqrstuvwxyz'"): any other
        non-space character is dropped. None allows everything.
-    6. whitespace collapsed to single spaces, ends stripped.
+    7. whitespace collapsed to single spaces, ends stripped.
     """
     lowercase: bool = True
-    punctuation: str = "remove"  # remove | keep
-    numbers: str = "keep"  # keep | spell
+    punctuation: str = "remove"  # remove | keep | space
+    numbers: str = "keep"  # keep | spell | read
     allowed: str | None = None
+    accents: str = "keep"  # keep | strip
 
     def __post_init__(self):
         if self.punctuation not in PUNCTUATION:
             raise ValueError(f"punctuation={self.punctuation!r}: use one of {PUNCTUATION}")
         if self.numbers not in NUMBERS:
             raise ValueError(f"numbers={self.numbers!r}: use one of {NUMBERS}")
+        if self.accents not in ACCENTS:
+            raise ValueError(f"accents={self.accents!r}: use one of {ACCENTS}")
         if self.allowed is not None and not isinstance(self.allowed, str):
             raise ValueError("allowed must be a string of characters (or None for all)")
 
@@ -79,7 +89,7 @@ class TextNormalizer:
     @classmethod
     def from_dict(cls, d: dict | None) -> "TextNormalizer":
         d = dict(d or {})
-        unknown = sorted(set(d) - {"lowercase", "punctuation", "numbers", "allowed"})
+        unknown = sorted(set(d) - {"lowercase", "punctuation", "numbers", "allowed", "accents"})
         if unknown:
             raise ValueError(f"text normalizer: unknown key(s) {unknown}")
         return cls(**d)
@@ -89,14 +99,26 @@ class TextNormalizer:
         s = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES)
         if self.numbers == "spell":
             s = spell_numbers(s)
+        elif self.numbers == "read":
+            s = read_aloud(s.lower() if self.lowercase else s)
+        if self.accents == "strip":
+            s = "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
         if self.lowercase:
             s = s.lower()
-        if self.punctuation == "remove":
-            s = _strip_punctuation(s, removed)
-        if self.allowed is not None:
-            s = _keep_only(s, set(self.allowed) | {" "}, removed)
+        if self.punctuation == "space":
+            s = _space_out(s, None if self.allowed is None else set(self.allowed), removed)
+        else:
+            if self.punctuation == "remove":
+                s = _strip_punctuation(s, removed)
+            if self.allowed is not None:
+                s = _keep_only(s, set(self.allowed) | {" "}, removed)
         return " ".join(s.split())
 
+
+#: The sentence reader's rules (asrlab.data.sentences: synthetic corpora and `asrlab synth --text`):
+#: any text onto lowercase a-z, space and apostrophe, numbers, money and times read aloud.
+SENTENCE_TEXT = TextNormalizer(punctuation="space", numbers="read", accents="strip",
+                               allowed="abcdefghijklmnopqrstuvwxyz'")
 
 U = TypeVar("U")
 
@@ -155,10 +177,7 @@ def _spell_match(m: re.Match) -> str:
     sign, whole, frac, ordinal = m.group(1), m.group(2).replace(",", ""), m.group(3), m.group(4)
     if ordinal and len(whole) <= _MAX_SPELLED_DIGITS:
         return ("minus " if sign else "") + ordinal_words(int(whole))
-    if len(whole) > _MAX_SPELLED_DIGITS or (len(whole) > 1 and whole.startswith("0")):
-        words = _digit_by_digit(whole)  # "007", long ids
-    else:
-        words = number_to_words(int(whole))
+    words = _spell_int(whole)  # "007" and long ids digit by digit
     if frac:
         words += " point " + _digit_by_digit(frac)
     return ("minus " if sign else "") + words
@@ -166,6 +185,75 @@ def _spell_match(m: re.Match) -> str:
 
 def _digit_by_digit(digits: str) -> str:
     return " ".join(number_to_words(int(d)) for d in digits)
+
+
+# ---- numbers="read": the sentence reader's rules ------------------------------------------
+
+_ABBREVIATIONS = {"mr.": "mister", "mrs.": "missus", "dr.": "doctor", "e.g.": "for example",
+                  "i.e.": "that is", "etc.": "et cetera", "vs.": "versus", "approx.": "about"}
+_SYMBOLS = {"&": " and ", "%": " percent ", "@": " at ", "+": " plus ", "=": " equals "}
+
+
+def read_aloud(s: str) -> str:
+    """Abbreviations, money, clock times, ordinals, decimals, other numbers and a few symbols
+    as words (lowercase input: the abbreviations are matched in lowercase)."""
+    for abbreviation, expansion in _ABBREVIATIONS.items():
+        s = s.replace(abbreviation, f" {expansion} ")
+    s = re.sub(r"\$\s?(\d[\d,]*)(?:\.(\d\d))?\b", _money, s)
+    s = re.sub(r"\b(\d{1,2}):(\d\d)\b", _clock, s)
+    s = re.sub(r"\b(\d+)(?:st|nd|rd|th)\b", lambda m: f" {ordinal_words(int(m.group(1)))} "
+               if len(m.group(1)) < 16 else m.group(0), s)
+    s = re.sub(r"(\d+)\.(\d+)", lambda m: f" {_spell_int(m.group(1))} point "
+               f"{_digit_by_digit(m.group(2))} ", s)
+    s = re.sub(r"\d{1,3}(?:,\d{3})+(?!\d)", lambda m: f" {_spell_int(m.group(0))} ", s)
+    s = re.sub(r"\d+", lambda m: f" {_spell_int(m.group(0))} ", s)
+    for symbol, word in _SYMBOLS.items():
+        s = s.replace(symbol, word)
+    return s
+
+
+def _spell_int(digits: str) -> str:
+    digits = digits.replace(",", "")
+    if len(digits) > _MAX_SPELLED_DIGITS or (len(digits) > 1 and digits.startswith("0")):
+        return _digit_by_digit(digits)  # phone numbers, codes, "007"
+    return number_to_words(int(digits))
+
+
+def _money(m: re.Match) -> str:
+    words = _spell_int(m.group(1)) + (" dollar" if m.group(1) == "1" else " dollars")
+    cents = m.group(2)
+    if cents and int(cents):
+        words += " and " + number_to_words(int(cents)) + (" cent" if cents == "01" else " cents")
+    return f" {words} "
+
+
+def _clock(m: re.Match) -> str:
+    hours, minutes = int(m.group(1)), int(m.group(2))
+    if minutes == 0:
+        return f" {number_to_words(hours)} o'clock "
+    mins = number_to_words(minutes) if minutes >= 10 else "oh " + number_to_words(minutes)
+    return f" {number_to_words(hours)} {mins} "
+
+
+# ---- punctuation ----------------------------------------------------------------------------
+
+def _space_out(s: str, allowed: set[str] | None, removed: Counter | None) -> str:
+    """punctuation="space": punctuation, symbols and characters outside `allowed` become
+    spaces; then an apostrophe survives only between two letters."""
+    out = []
+    for ch in s:
+        if ch.isspace() or ch == "'" or ((allowed is None or ch in allowed)
+                                         and not _is_punctuation(ch)):
+            out.append(ch)
+        else:
+            out.append(" ")
+            _count(removed, ch)
+    for i, ch in enumerate(out):
+        if ch == "'" and not (0 < i < len(out) - 1 and out[i - 1].isalpha()
+                              and out[i + 1].isalpha()):
+            out[i] = " "
+            _count(removed, ch)
+    return "".join(out)
 
 
 def _is_punctuation(ch: str) -> bool:

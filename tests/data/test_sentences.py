@@ -7,8 +7,9 @@ from collections import Counter
 
 import pytest
 
-from asrlab.data.sentences import (ALPHABET, generate_sentences, load_text_file, normalize_text,
-                                   number_to_words, ordinal_words, read_text_file)
+from asrlab.data.sentences import (ALPHABET, generate_sentences, load_text_file, number_to_words,
+                                   ordinal_words, read_text_file)
+from asrlab.data.text import SENTENCE_TEXT
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def test_ordinals():
     ("\u4f60\u597d ###", ""),
 ])
 def test_normalize_text(raw, clean):
-    assert normalize_text(raw) == clean
+    assert SENTENCE_TEXT.normalize(raw) == clean
 
 
 def test_load_text_file_lines_reports_every_drop(tmp_path, caplog):

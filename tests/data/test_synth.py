@@ -16,7 +16,7 @@ from asrlab.commands.synth import add_arguments as add_synth_arguments  # noqa: 
 from asrlab.commands.synth import run as run_synth  # noqa: E402
 from asrlab.data import synth  # noqa: E402
 from asrlab.data.manifest import load_manifest  # noqa: E402
-from asrlab.data.sentences import normalize_text  # noqa: E402
+from asrlab.data.text import SENTENCE_TEXT  # noqa: E402
 from asrlab.data.synth import (RATE_RANGE, EngineUnavailable, SynthError,  # noqa: E402
                                make_speakers, synthesize_corpus, trim_silence)
 
@@ -119,7 +119,7 @@ def test_text_file(tmp_path):
     manifests = _make(tmp_path / "out", jobs=2, text_file=text)
     used = [r["text"] for m in manifests.values() for r in _rows(m)]
     assert len(used) == len(set(used)) == 10
-    assert set(used) <= {normalize_text(line) for line in lines}
+    assert set(used) <= {SENTENCE_TEXT.normalize(line) for line in lines}
     info = json.loads((tmp_path / "out" / "corpus.json").read_text())
     assert info["text_file"]["kept"] == 12 and info["sentence_generator"] is None
 

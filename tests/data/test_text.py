@@ -117,3 +117,19 @@ def test_lm_build_writes_the_model_alphabet_by_default(tmp_path):
                  "--no-binary"]) == 0
     words = arpa_unigrams(tmp_path / "lm.arpa") - {"<s>", "</s>", "<unk>"}
     assert words == {"he", "said", "don't", "go", "say", "it"}
+
+
+def test_sentence_rules_are_a_text_normalizer():
+    """The sentence reader's rules (asrlab.data.sentences) are a TextNormalizer like any other:
+    saved and restored, each new option doing its own step."""
+    from asrlab.data.text import SENTENCE_TEXT
+
+    assert TextNormalizer.from_dict(SENTENCE_TEXT.to_dict()) == SENTENCE_TEXT
+    assert SENTENCE_TEXT.normalize("Dr. Ng: $2.05 & 7:05, 'naïve'") == \
+        "doctor ng two dollars and five cents and seven oh five naive"
+    assert TextNormalizer(accents="strip").normalize("Café") == "cafe"
+    assert TextNormalizer().normalize("Café") == "café"
+    assert TextNormalizer(punctuation="space").normalize("a,b 'c'") == "a b c"
+    assert TextNormalizer(punctuation="remove").normalize("a,b 'c'") == "ab c"
+    with pytest.raises(ValueError, match="accents"):
+        TextNormalizer(accents="drop")
