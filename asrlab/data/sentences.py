@@ -57,13 +57,9 @@ def plural(noun: str) -> str:
 
 
 def _third_person(verb: str) -> str:
-    if verb in ("have",):
+    if verb == "have":
         return "has"
-    if re.search(r"(s|x|z|ch|sh|o)$", verb):
-        return verb + "es"
-    if re.search(r"[^aeiou]y$", verb):
-        return verb[:-1] + "ies"
-    return verb + "s"
+    return verb + "es" if verb.endswith("o") else plural(verb)  # goes, does; else as plurals
 
 
 def _ing(verb: str) -> str:

@@ -56,13 +56,9 @@ def plot_loss(diag: Diagnosis) -> str | None:
         steps = [m["step"] for m in diag.metrics]
         ax.plot(steps, [m["train_loss"] for m in diag.metrics], "o-", label="train (epoch mean)")
         ax.plot(steps, [m["val_loss"] for m in diag.metrics], "s-", label="val")
-    ax.set_xlabel("updates")
     ax.set_ylabel("CTC loss per token")
     ax.set_yscale("log")
-    ax.set_title("Loss")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    return _png(fig)
+    return _over_updates(fig, ax, "Loss")
 
 
 def plot_error_rates(diag: Diagnosis) -> str | None:
@@ -73,8 +69,13 @@ def plot_error_rates(diag: Diagnosis) -> str | None:
     ax.plot(steps, [m["val_cer"] for m in diag.metrics], "o-", label="val CER")
     ax.plot(steps, [m["val_wer"] for m in diag.metrics], "s-", label="val WER")
     ax.set_ylim(0, max(1.05, max(m["val_wer"] for m in diag.metrics) + 0.05))
+    return _over_updates(fig, ax, "Validation error rates")
+
+
+def _over_updates(fig, ax, title: str) -> str:
+    """Finish a one-axes plot over training updates: labels, legend, grid; the PNG."""
     ax.set_xlabel("updates")
-    ax.set_title("Validation error rates")
+    ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _png(fig)
