@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import asrlab  # noqa: F401  first: sets the thread environment before NumPy and torch load
+
 import numpy as np
 import pytest
 import soundfile as sf

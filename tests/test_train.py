@@ -11,10 +11,12 @@ from asrlab.evaluate import evaluate
 from asrlab.train import TrainingRefused, lr_at, TrainState, train
 
 # No augmentation, fixed small batches, no time budget: the loop alone decides the outcome.
+# lr 3e-3 (the default's peak): at 1e-2 the blank phase lasted 30 epochs on one synthesized
+# tiny corpus and 65 on another (CER 0.07 vs 0.74 after 80); at 3e-3 both end below 0.01.
 OVERFIT = Config().merged({
     "augment": {"speed_perturb": [1.0], "freq_masks": 0, "time_masks": 0},
     "model": {"hidden": 192, "layers": 2, "conv_channels": 32, "dropout": 0.0},
-    "train": {"epochs": 80, "max_minutes": None, "batch_size": 4, "lr": 1e-2, "warmup_epochs": 2,
+    "train": {"epochs": 80, "max_minutes": None, "batch_size": 4, "lr": 3e-3, "warmup_epochs": 2,
               "weight_decay": 0.0, "early_stop_patience": 1000, "tensorboard": False,
               "monitor_every": 1000},
 })
