@@ -328,7 +328,7 @@ def scan_data(cfg: Config, train_path, val_path, tokenizer=None, force: bool = F
                                     cfg.vocab_size)
     logmel = LogMel(cfg.features)
     tr = scan_split("train", train_utts, cfg.features.sample_rate, tokenizer, logmel,
-                    problems=train_bad,
+                    keep_feats=feature_cache_on(cfg), problems=train_bad,
                     duration_bounds=(cfg.train.min_duration, cfg.train.max_duration))
     va = scan_split("val", val_utts, cfg.features.sample_rate, tokenizer, problems=val_bad)
     stats = tr.stats.stats() if tr.used else None
@@ -583,15 +583,19 @@ def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val
 
 def feature_cache(cfg: Config, tr: ScanResult) -> FeatureCache | None:
     """The training log-mel cache, holding already the 1.0x variants the CMVN scan computed."""
-    t = cfg.train
-    if not t.feature_cache_mb and not t.feature_cache_dir:
+    if not feature_cache_on(cfg):
         return None
+    t = cfg.train
     cache = FeatureCache(cfg.features, tr.used, t.feature_cache_mb, t.feature_cache_dir)
     for i, u in enumerate(tr.used):
         if u.id in tr.feats:
             cache.put(i, 1.0, tr.feats.pop(u.id))
-    tr.feats.clear()
+    tr.feats.clear()  # what did not fit is not held twice
     return cache
+
+
+def feature_cache_on(cfg: Config) -> bool:
+    return bool(cfg.train.feature_cache_mb or cfg.train.feature_cache_dir)
 
 
 def run_epoch(s: Setup, progress, deadline: float, t_start: float, budget_s: float | None

@@ -38,7 +38,7 @@ class ScanResult:
     used: list[Utterance]
     skipped: list[Skipped]
     waves: dict[str, np.ndarray] = field(default_factory=dict)  # id -> waveform (kept if asked)
-    # id -> the raw log-mel the statistics were estimated from (kept with the waves), so the
+    # id -> the raw log-mel the statistics were estimated from (kept only if asked), so the
     # training feature cache starts with every 1.0x variant (asrlab.train.feature_cache)
     feats: dict[str, np.ndarray] = field(default_factory=dict)
     sample_rates: dict[int, int] = field(default_factory=dict)  # native rate -> count
@@ -82,6 +82,7 @@ def native_rate(path: Path) -> int | None:
 
 def scan_split(split: str, utts: list[Utterance], sample_rate: int, tokenizer=None,
                logmel: LogMel | None = None, keep_waves: bool = True,
+               keep_feats: bool = False,
                problems: list[Skipped] = (),
                duration_bounds: tuple[float, float | None] = (0.0, None)) -> ScanResult:
     """Load each utterance; skip (with a reason) empty text, OOV text, unusable audio, and audio
@@ -111,7 +112,7 @@ def scan_split(split: str, utts: list[Utterance], sample_rate: int, tokenizer=No
         if result.stats is not None:
             feats = logmel(wave)
             result.stats.add(feats)
-            if keep_waves:
+            if keep_feats:
                 result.feats[u.id] = feats
         if keep_waves:
             result.waves[u.id] = wave
