@@ -3,7 +3,8 @@
     python bench/time_to_cer.py --data data/default --model crnn-sub4 --seeds 0 1 2
     python bench/time_to_cer.py --data data/default --preset seed-crnn --seeds 0 1 2 --max-minutes 30
     python bench/time_to_cer.py --data data/default --threads 1            # slow-CPU stand-in
-    python bench/time_to_cer.py --data data/default --threads 2 --contend  # a busy process beside it
+    python bench/time_to_cer.py --data data/default --contend    # a busy process beside it
+    python bench/time_to_cer.py --data data/default --stop-at-target   # end each run at the target
 
 Each run is a real `asrlab train` process. Time to target = set-up (reading audio, CMVN, checks)
 + training-loop time at the end of the first epoch whose validation CER is <= the target.
@@ -11,7 +12,9 @@ Prints a markdown table and writes the raw numbers to --out (JSON).
 
 `--contend` runs one busy process (a pure-Python spin loop) for the whole of each run, as a
 shared laptop or CI box would; `--env KEY=VALUE` sets the training process's environment (e.g.
-`--env OMP_WAIT_POLICY=ACTIVE` for the behaviour before asrlab set it).
+`--env OMP_WAIT_POLICY=PASSIVE` or `--env GOMP_SPINCOUNT=10000` to compare OpenMP waiting).
+`--stop-at-target` ends each run at its first epoch at or below the target (the time to target
+is the same; best and final CER are then that epoch's).
 """
 
 from __future__ import annotations
@@ -24,6 +27,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+
+def reached(metrics: Path, target: float) -> bool:
+    try:
+        lines = metrics.read_text().splitlines()
+    except OSError:
+        return False
+    return any(json.loads(line)["val_cer"] <= target for line in lines if line.endswith("}"))
 
 
 def run_once(data: Path, out: Path, seed: int, args) -> dict:
@@ -42,15 +53,25 @@ def run_once(data: Path, out: Path, seed: int, args) -> dict:
     busy = (subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.contend
             else None)
     t0 = time.time()
+    stopped = False
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out.parent / f"{out.name}.log", "w") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+            while proc.poll() is None:  # --stop-at-target: end the run at its first hit
+                time.sleep(1)
+                if args.stop_at_target and reached(out / "metrics.jsonl", args.target):
+                    proc.terminate()
+                    proc.wait()
+                    stopped = True
     finally:
         if busy is not None:
             busy.kill()
             busy.wait()
     wall = time.time() - t0
-    if done.returncode != 0:
-        raise RuntimeError(f"run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    if proc.returncode != 0 and not stopped:
+        tail = (out.parent / f"{out.name}.log").read_text()[-3000:]
+        raise RuntimeError(f"run failed ({proc.returncode}):\n{tail}")
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     setup = wall - rows[-1]["elapsed_s"]
     hit = next((r for r in rows if r["val_cer"] <= args.target), None)
@@ -60,7 +81,8 @@ def run_once(data: Path, out: Path, seed: int, args) -> dict:
             "best_val_cer": min(r["val_cer"] for r in rows),
             "final_val_cer": rows[-1]["val_cer"], "epochs": len(rows),
             "empty_hyps_final": rows[-1]["empty_hyps"],
-            "throughput_audio_s_per_s": statistics.median(r["audio_seconds_per_s"] for r in rows)}
+            "throughput_audio_s_per_s": statistics.median(r["audio_seconds_per_s"] for r in rows),
+            "threads_per_epoch": [r.get("threads") for r in rows], "stopped_at_target": stopped}
 
 
 def main() -> int:
@@ -78,6 +100,9 @@ def main() -> int:
                    help="run one busy process beside each training run")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="environment for the training process")
+    p.add_argument("--stop-at-target", action="store_true",
+                   help="end each run at its first epoch at or below the target (saves time; "
+                        "best/final val CER are then those of that epoch)")
     p.add_argument("--runs", type=Path, default=Path("bench/out/time_to_cer"))
     p.add_argument("--out", type=Path)
     args = p.parse_args()
