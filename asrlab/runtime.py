@@ -1,32 +1,52 @@
-"""Process-wide CPU threading, set before torch or NumPy load their thread pools.
+"""Process-wide CPU threading: the environment set before torch or NumPy load their thread pools,
+and the thread count that follows the machine's load while training.
 
-Two settings keep training and inference fast on a shared CPU (a laptop, a CI box):
+Measured on dev-2c (AMD EPYC VM, 2 cores; docs/benchmarks.md, "Threading"), training audio-s/s
+with 2 torch threads:
 
-- ``OMP_WAIT_POLICY=PASSIVE``: OpenMP threads sleep at barriers instead of spinning. With an
-  active (spinning) policy, one preempted thread stalls every other at each barrier; measured on
-  a 2-core machine with one competing busy process, training fell from 69 to 4-16 audio-s/s with
-  spinning and held 44 with passive waiting (docs/benchmarks.md).
-- ``OPENBLAS_NUM_THREADS=1``: NumPy's BLAS (the mel filterbank matmul) runs on the calling thread,
-  so its spinning workers do not take cores from torch's.
+| OpenMP waiting                     | idle | one busy process beside it |
+|------------------------------------|-----:|---------------------------:|
+| passive (sleep at every barrier)   |  160 |                        137 |
+| spin 100k iterations, then sleep   |  354 |                    (40-113) |
+| 1 thread (no barriers at all)      |  290 |                        260 |
 
-Both are read once, when the libraries initialise, so this module is imported by
+Sleeping at each barrier costs more than a second thread gains where waking a core is slow (a
+virtual machine's idle vCPU), and spinning collapses when another process holds a core (the issue
+measured 4-16 audio-s/s). Hence two settings:
+
+- ``GOMP_SPINCOUNT=100000``: OpenMP threads spin briefly at a barrier, then sleep: the idle speed
+  of spinning without threads spinning for long when there is no work;
+- ``ThreadGovernor``: while training, every few seconds, counts the cores other processes keep
+  busy (/proc/stat less this process's own CPU time) and sets torch's threads to the cores left
+  (at least one): all cores on an idle machine, one thread beside a busy process.
+
+``OPENBLAS_NUM_THREADS=1``: NumPy's BLAS (the mel filterbank matmul) runs on the calling thread,
+so its spinning workers do not take cores from torch's.
+
+The environment is read once, when the libraries initialise, so this module is imported by
 ``asrlab/__init__.py`` before anything imports torch or NumPy. A value the user has already set
-in the environment is kept.
+(``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT``, ``OPENBLAS_NUM_THREADS``) is kept; so is a thread count
+the user asked for (``--threads``: the governor stays off).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
-THREAD_ENV_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_NUM_THREADS": "1"}
+THREAD_ENV_DEFAULTS = {"GOMP_SPINCOUNT": "100000", "OPENBLAS_NUM_THREADS": "1"}
 
 
 def set_thread_env() -> dict[str, str]:
     """Apply THREAD_ENV_DEFAULTS where unset; returns the values now in force."""
     for key, value in THREAD_ENV_DEFAULTS.items():
+        if key == "GOMP_SPINCOUNT" and "OMP_WAIT_POLICY" in os.environ:
+            continue  # the user chose a waiting policy: leave libgomp's spin count to it
         os.environ.setdefault(key, value)
-    return {key: os.environ[key] for key in THREAD_ENV_DEFAULTS}
+    return {key: os.environ[key] for key in THREAD_ENV_DEFAULTS if key in os.environ}
 
 
 def physical_cores() -> int:
@@ -70,3 +90,93 @@ def cpu_has_bf16() -> bool:
     except OSError:  # not Linux: assume not
         return False
     return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+# ---- threads that follow the load -----------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    """Seconds since boot: busy time of the CPUs this process may run on, and the CPU time of
+    this process (all its threads) and of its live children (DataLoader workers)."""
+    busy_s: float
+    own_s: float
+
+
+def _proc_cpu_s(pid: str) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # after "(comm)": state is fields[0]
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def read_cpu_times() -> CpuTimes | None:
+    """From /proc (Linux); None where it cannot be read (then nothing is adapted)."""
+    try:
+        cpus = {f"cpu{c}" for c in os.sched_getaffinity(0)}
+        busy = 0
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *values = line.split()
+                if name in cpus:  # user nice system idle iowait irq softirq steal ...
+                    v = [int(x) for x in values]
+                    busy += v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)
+        own = _proc_cpu_s("self")
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/children") as f:
+                    for child in f.read().split():
+                        own += _proc_cpu_s(child)
+            except OSError:  # a child that just ended, or no children file (old kernels)
+                continue
+        return CpuTimes(busy / CLOCK_TICKS, own)
+    except (OSError, AttributeError, ValueError, IndexError):
+        return None
+
+
+def others_busy_cores(before: CpuTimes, after: CpuTimes, seconds: float) -> float:
+    """Cores that other processes kept busy between two readings."""
+    if seconds <= 0:
+        return 0.0
+    return max(0.0, ((after.busy_s - before.busy_s) - (after.own_s - before.own_s)) / seconds)
+
+
+class ThreadGovernor:
+    """Keeps torch's intra-op threads at the cores other processes leave free.
+
+    `tick()` is cheap (a clock read) and is called once per training step; after
+    `first_interval_s`, then every `interval_s`, it reads /proc and, when the cores left differ
+    from the threads in use, calls `set_threads(n)` and returns n (the first check comes early:
+    a machine busy from the start should not cost ten seconds of stalled barriers). A core counts
+    as taken when other processes kept it busy more than half the interval (round half down: a
+    process at 50% leaves the core to us)."""
+
+    def __init__(self, max_threads: int, set_threads: Callable[[int], None],
+                 interval_s: float = 10.0, read: Callable[[], CpuTimes | None] = read_cpu_times,
+                 clock: Callable[[], float] = time.monotonic, first_interval_s: float = 2.0):
+        self.max_threads, self.set_threads = max(1, max_threads), set_threads
+        self.interval_s, self.read, self.clock = interval_s, read, clock
+        self.threads = self.max_threads
+        self.last_others = 0.0
+        self._t, self._times = clock(), read()
+        self._wait = min(first_interval_s, interval_s)
+
+    def tick(self) -> int | None:
+        now = self.clock()
+        if self._times is None or now - self._t < self._wait:
+            return None
+        self._wait = self.interval_s
+        times = self.read()
+        if times is None:
+            self._times = None
+            return None
+        self.last_others = others_busy_cores(self._times, times, now - self._t)
+        self._t, self._times = now, times
+        taken = int(self.last_others + 0.49)  # round half down
+        want = min(self.max_threads, max(1, self.max_threads - taken))
+        if want == self.threads:
+            return None
+        self.threads = want
+        self.set_threads(want)
+        return want

@@ -64,7 +64,7 @@ from asrlab.features import FeaturePipeline, LogMel
 from asrlab.metrics import error_rates
 from asrlab.models import build_model
 from asrlab.run_folder import RunLock, append_line, check_reuse, resume_checkpoint
-from asrlab.runtime import cpu_has_bf16, default_threads
+from asrlab.runtime import ThreadGovernor, cpu_has_bf16, default_threads
 
 log = logging.getLogger("asrlab.train")
 
@@ -90,6 +90,7 @@ class EpochMetrics:
     distinct_tokens: int = 0
     nonfinite_losses: int = 0
     audio_seconds_per_s: float = 0.0  # training throughput
+    threads: int = 0  # torch threads at the epoch's end (ThreadFollower may change them)
 
 
 @dataclass
@@ -484,6 +485,35 @@ def vocabulary_change(old, new) -> str:
     return f"new symbols {''.join(added)!r}" if added else "different symbols"
 
 
+THREAD_CHECK_S = 10.0  # how often training's threads are matched to the machine's load
+
+
+class ThreadFollower(TrainingCallback):
+    """Callback: torch's threads follow the cores other processes leave free
+    (asrlab.runtime.ThreadGovernor, checked every THREAD_CHECK_S). On when the user gave no
+    thread count and one process trains on the CPU (`follows_load`)."""
+
+    def __init__(self, max_threads: int, interval_s: float | None = None):
+        self.max_threads, self.governor = max_threads, None
+        self.interval_s = interval_s or THREAD_CHECK_S
+
+    def on_train_start(self, run) -> None:
+        self.governor = ThreadGovernor(self.max_threads, torch.set_num_threads, self.interval_s)
+
+    def on_step(self, run, step, log_probs, lengths, losses, batch) -> None:
+        n = self.governor.tick() if self.governor is not None else None
+        if n is not None:
+            text = (f"threads: {n} of {self.max_threads} (other processes keep "
+                    f"{self.governor.last_others:.1f} cores busy)")
+            run.log.info(text)
+            if run.notify is not None:
+                run.notify(text)
+
+
+def follows_load(cfg: Config, d) -> bool:
+    return cfg.train.threads is None and d.device.type == "cpu" and d.world == 1
+
+
 class EncoderFreeze(TrainingCallback):
     """Callback: for the first N epochs only the output layer learns. The encoder's weights
     have requires_grad off (AdamW skips them, weight decay included) and it runs in eval mode
@@ -576,6 +606,8 @@ def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val
                                                                                   d.is_main)]
     if cfg.train.freeze_encoder_epochs > 0:
         cbs.insert(0, EncoderFreeze(cfg.train.freeze_encoder_epochs))
+    if follows_load(cfg, d):
+        cbs.append(ThreadFollower(torch.get_num_threads()))
     return Setup(run, ddp_model, optimizer, stats, train_ds, sampler,
                  make_loader(train_ds, sampler, cfg), make_loader(val_ds, val_sampler, cfg), cbs,
                  notes)
@@ -617,7 +649,8 @@ def run_epoch(s: Setup, progress, deadline: float, t_start: float, budget_s: flo
                      emissions.blank_ratio, emissions.all_blank_utts,
                      s.optimizer.param_groups[0]["lr"], round(state.elapsed_s, 2),
                      emissions.mean_blank_prob, emissions.mean_max_nonblank_prob,
-                     emissions.distinct_tokens, nonfinite, audio_s / max(train_time, 1e-9))
+                     emissions.distinct_tokens, nonfinite, audio_s / max(train_time, 1e-9),
+                     torch.get_num_threads())
     state.history.append(asdict(m))
     update_plateau(run.config, state, cer)
     for cb in s.callbacks:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import asrlab  # noqa: F401  first: sets the thread environment before NumPy and torch load
@@ -47,3 +52,22 @@ def write_tone_manifest(folder: Path, texts: list[str], sr: int = 16000) -> Path
     manifest = folder / "m.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return manifest
+
+
+@contextlib.contextmanager
+def busy_neighbour():
+    """A busy process that is not ours: started through a parent that exits at once, so it is
+    not this process's child (asrlab.runtime counts live children as this process's own work)."""
+    launcher = subprocess.run(
+        [sys.executable, "-c", "import subprocess, sys; print(subprocess.Popen("
+         "[sys.executable, '-c', 'while True: pass'], start_new_session=True, "
+         "stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)"],
+        capture_output=True, text=True, check=True)
+    pid = int(launcher.stdout)
+    try:
+        yield pid
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

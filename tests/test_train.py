@@ -88,3 +88,34 @@ def test_cosine_schedule_warms_up_then_decays():
     assert lrs[50] < lrs[10] and lrs[99] == pytest.approx(1e-3 * cfg.train.min_lr_ratio, rel=0.05)
     # a time budget that is 90% spent pulls the schedule to its end even at an early step
     assert lr_at(cfg, TrainState(step=20), 10, 0.9) < lrs[80]
+
+
+@pytest.mark.slow
+def test_training_threads_make_room_for_a_busy_process(tiny_corpus, tmp_path, monkeypatch):
+    import asrlab.train as train_module
+    from asrlab.runtime import physical_cores
+    from tests.conftest import busy_neighbour
+
+    if physical_cores() < 2:
+        pytest.skip("one core: no thread to give up")
+    monkeypatch.setattr(train_module, "THREAD_CHECK_S", 0.5)
+    run = tmp_path / "run"
+    with busy_neighbour():
+        train(tiny_corpus / "train.jsonl", tiny_corpus / "val.jsonl", run, short(4),
+              show_progress=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["threads"] == 1, rows
+    assert f"threads: 1 of {physical_cores()}" in (run / "train.log").read_text()
+
+
+def test_threads_follow_the_load_only_when_the_user_gave_no_count():
+    from types import SimpleNamespace
+
+    from asrlab.train import follows_load
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    one = SimpleNamespace(device=cpu, world=1)
+    assert follows_load(short(1), one)
+    assert not follows_load(short(1).merged({"train": {"threads": 2}}), one)
+    assert not follows_load(short(1), SimpleNamespace(device=gpu, world=1))
+    assert not follows_load(short(1), SimpleNamespace(device=cpu, world=2))  # torchrun ranks
