@@ -1,21 +1,23 @@
 """What a time-budgeted run tells the user after its first epoch (make demo relies on it)."""
 
+import math
+
 from asrlab.config import Config
 from asrlab.train import REFERENCE_UPDATES_TO_CER_010, budget_forecast, train
 from tests.conftest import write_tone_manifest
 
 
 def test_a_fast_machine_is_told_when_it_will_pass_the_reference():
-    text = budget_forecast(600, 17, 98, 98)  # 98 updates in 17 s, 10 minutes
-    assert "3,459 updates (35 epochs)" in text
-    assert "minute 5 here" in text  # 1,650 updates at 5.76 updates/s
+    text = budget_forecast(600, 20, 270, 270)  # 270 updates in 20 s, 10 minutes
+    assert "8,100 updates (30 epochs)" in text
+    assert "minute 6 here" in text  # 4,860 updates at 13.5 updates/s
 
 
 def test_a_slow_machine_is_told_the_budget_falls_short_and_what_would_do():
-    text = budget_forecast(600, 60, 98, 98)
-    assert "980 updates" in text and "fewer than" in text
-    minutes = REFERENCE_UPDATES_TO_CER_010 / (98 / 60) / 60
-    assert f"--max-minutes {int(minutes) + 1}" in text
+    text = budget_forecast(600, 60, 270, 270)
+    assert "2,700 updates" in text and "fewer than" in text
+    minutes = REFERENCE_UPDATES_TO_CER_010 / (270 / 60) / 60
+    assert f"--max-minutes {math.ceil(minutes)}" in text  # 18
 
 
 def test_the_forecast_is_logged_after_the_first_epoch_of_a_budgeted_run(tmp_path):

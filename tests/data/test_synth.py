@@ -165,7 +165,7 @@ def test_cli_runs_and_replaces_a_previous_corpus(tmp_path, capsys):
 
 def test_cli_defaults():
     args = add_synth_arguments(argparse.ArgumentParser()).parse_args(["--out", "x"])
-    assert (args.train, args.val, args.test, args.jobs) == (1111, 99, 300, 2)
+    assert (args.train, args.val, args.test, args.jobs) == (3333, 99, 300, 2)
     assert args.engines is None  # every installed engine
 
 
