@@ -85,8 +85,9 @@ class ModelConfig:
     conv_channels: int = 32
     hidden: int = 256
     layers: int = 2
-    # 0.1 (was 0.25): val CER 0.10 in 14 epochs instead of 18 on the espeak-ng corpus, earlier on
-    # the three-engine one, held-out-engine CER unchanged (docs/benchmarks.md, recipe sweep)
+    # 0.1 (was 0.25): val CER 0.10 at epoch 16-17 instead of 18 at one thread on the espeak-ng
+    # corpus (3 seeds; 14 vs 18 in the GPU sweep), earlier on the three-engine corpus too, and
+    # held-out-engine CER unchanged (docs/benchmarks.md, "Fewer updates")
     dropout: float = 0.1
     # Conformer sizes (issue: --model conformer)
     d_model: int = 176

@@ -4,11 +4,11 @@ and the thread count that follows the machine's load while training.
 Measured on dev-2c (AMD EPYC VM, 2 cores; docs/benchmarks.md, "Threading"), training audio-s/s
 with 2 torch threads:
 
-| OpenMP waiting                     | idle | one busy process beside it |
-|------------------------------------|-----:|---------------------------:|
-| passive (sleep at every barrier)   |  160 |                        137 |
-| spin 100k iterations, then sleep   |  354 |                    (40-113) |
-| 1 thread (no barriers at all)      |  290 |                        260 |
+| OpenMP waiting                         | idle | one busy process beside it |
+|----------------------------------------|-----:|---------------------------:|
+| passive (sleep at every barrier)       |  160 |                        137 |
+| spin 100k iterations, then sleep       |  354 |     (10k: 40; spin always: 113) |
+| (1 thread: no barriers at all)         |  290 |                        260 |
 
 Sleeping at each barrier costs more than a second thread gains where waking a core is slow (a
 virtual machine's idle vCPU), and spinning collapses when another process holds a core (the issue
