@@ -41,8 +41,9 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
 
 
 def train_seconds(manifest: Path) -> float:
-    return sum(json.loads(line)["duration"] for line in manifest.read_text().splitlines()
-               if line.strip())
+    from asrlab.data.manifest import load_manifest  # the project's reader: every manifest format
+
+    return sum(u.duration for u in load_manifest(manifest))
 
 
 def run_one(name: str, sets: list[str], seed: int, args) -> dict:
