@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -37,7 +38,9 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     if not name:
         raise SystemExit(f"--variant {text!r}: write NAME=KEY=VALUE[,KEY=VALUE...] "
                          f"(NAME= alone for the default recipe)")
-    return name, [s for s in sets.split(",") if s]
+    # split at the commas that start the next KEY= (SECTION.KEY), so list values keep theirs:
+    # gain=augment.gain_db=[-6,6],augment.clip_prob=0.1
+    return name, [s for s in re.split(r",(?=[A-Za-z_]+\.[A-Za-z_]+=)", sets) if s]
 
 
 def train_seconds(manifest: Path) -> float:

@@ -66,7 +66,7 @@ __all__ = ["SYNTH_VERSION", "SAMPLE_RATE", "SPLITS", "Speaker", "EngineUnavailab
 
 log = logging.getLogger(__name__)
 
-SYNTH_VERSION = "synth-3"
+SYNTH_VERSION = "synth-4"  # 4: utterances too dense for CTC are spoken again, slower
 SAMPLE_RATE = 16000
 SPLITS = ("train", "val", "test")
 EDGE_SILENCE_S = 0.1
@@ -77,6 +77,16 @@ F0_RANGE = (0.8, 1.25)  # flite/festival speakers: mean F0 as a factor of the vo
 UTT_JITTER = 0.1  # each utterance: rate and pitch times U(1 - j, 1 + j) of its speaker's
 UTT_GAIN_DB = (-12.0, 0.0)  # each utterance's level, from a 0.9 peak
 NONESPEAK_WPM = 140  # flite/festival duration stretch = NONESPEAK_WPM / rate
+# CTC needs an output frame per character and one more between repeated ones. The default model
+# (crnn-sub4: 10 ms hops, 4x subsampling) has 25 frames/s, 22.7 under the 1.1x speed
+# perturbation of the default recipe; festival's fastest speakers said 1.4% of a three-engine
+# corpus faster than that (the doctor's INFEASIBLE_LENGTH / NONFINITE_LOSS in every run). An
+# utterance needing more than MAX_LABELS_PER_S is synthesized again at a rate that brings it to
+# DENSE_TARGET of the limit (up to DENSE_PASSES times; what is left is logged, and the doctor
+# names it before training).
+MAX_LABELS_PER_S = 21.0
+DENSE_TARGET = 0.9
+DENSE_PASSES = 3
 
 # English voices of espeak-ng's bundled data ("en" is British English).
 ESPEAK_VOICES = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan",
@@ -690,9 +700,43 @@ def synthesize_corpus(out_dir: str | Path, n_train: int = 1111, n_val: int = 99,
     _prepare_out_dir(out_dir)
     plan = _plan(out_dir, texts, speakers, seed)
     durations = _execute(plan, max(1, jobs), engines, progress)
+    plan, durations = _slow_down_dense(plan, durations, max(1, jobs), engines)
     manifests = _write_manifests(out_dir, plan, durations)
     _write_corpus_json(out_dir, plan, durations, speakers, seed, engines, text_report)
     return manifests
+
+
+def ctc_labels(text: str) -> int:
+    """Output frames a character-level CTC model needs for text: characters + adjacent repeats."""
+    return len(text) + sum(a == b for a, b in zip(text, text[1:]))
+
+
+def _slow_down_dense(plan: list[Job], durations: list[float], n_jobs: int,
+                     engines: Sequence[str]) -> tuple[list[Job], list[float]]:
+    """Speak again, slower, each utterance whose characters come faster than MAX_LABELS_PER_S
+    (its rate scaled by how far it is over, to DENSE_TARGET of the limit). Deterministic: a
+    function of the first pass's audio, which is itself fixed by the seed."""
+    plan, durations = list(plan), list(durations)
+    for _ in range(DENSE_PASSES):
+        dense = [j for j in plan
+                 if ctc_labels(j.text) > MAX_LABELS_PER_S * durations[j.index]]
+        if not dense:
+            break
+        redo = []
+        for k, j in enumerate(dense):
+            factor = DENSE_TARGET * MAX_LABELS_PER_S * durations[j.index] / ctc_labels(j.text)
+            rate = j.rate or j.speaker.rate
+            redo.append(replace(j, index=k, rate=max(1, min(rate - 1, int(rate * factor)))))
+        log.info("%d utterance(s) too fast for CTC at %.0f characters/s: speaking them again "
+                 "slower", len(dense), MAX_LABELS_PER_S)
+        for j, slower, duration in zip(dense, redo, _execute(redo, n_jobs, engines, False)):
+            plan[j.index] = replace(slower, index=j.index)
+            durations[j.index] = duration
+    left = [j.id for j in plan if ctc_labels(j.text) > MAX_LABELS_PER_S * durations[j.index]]
+    if left:
+        log.warning("%d utterance(s) still faster than %.0f characters/s after %d slower "
+                    "passes: %s", len(left), MAX_LABELS_PER_S, DENSE_PASSES, ", ".join(left[:10]))
+    return plan, durations
 
 
 def _write_manifests(out_dir: Path, plan: list[Job], durations: list[float]) -> dict[str, Path]:

@@ -256,3 +256,29 @@ def test_trim_silence():
     assert len(trimmed) == pytest.approx(1.2 * rate, abs=0.02 * rate)
     short = np.concatenate([np.zeros(800), tone, np.zeros(800)])  # 50 ms edges: kept
     assert len(trim_silence(short, rate)) == len(short)
+
+
+def test_utterances_too_dense_for_ctc_are_spoken_again_slower(corpus, tmp_path, monkeypatch):
+    out, manifests = corpus
+    before = {r["id"]: r for m in manifests.values() for r in _rows(m)}
+    density = {i: synth.ctc_labels(r["text"]) / r["duration"] for i, r in before.items()}
+    limit = float(np.median(list(density.values())))  # half the utterances are "too dense"
+    monkeypatch.setattr(synth, "MAX_LABELS_PER_S", limit)
+    after = {r["id"]: r for m in _make(tmp_path, jobs=2).values() for r in _rows(m)}
+    slowed = [i for i in before if density[i] > limit]
+    assert slowed and len(slowed) < len(before)
+    for i, row in after.items():
+        assert synth.ctc_labels(row["text"]) <= limit * row["duration"], (i, row)
+        if i in slowed:  # the same sentence and speaker, a lower rate, longer audio
+            assert row["text"] == before[i]["text"] and row["speaker"] == before[i]["speaker"]
+            assert row["rate"] < before[i]["rate"] and row["duration"] > before[i]["duration"]
+        else:  # untouched: the same audio
+            assert row == before[i]
+            wav = row["audio_filepath"]
+            assert (tmp_path / wav).read_bytes() == (out / wav).read_bytes()
+
+
+def test_ctc_labels_counts_a_blank_between_repeats():
+    assert synth.ctc_labels("") == 0
+    assert synth.ctc_labels("ab c") == 4
+    assert synth.ctc_labels("see all") == 9  # "ee" and "ll" each need a blank between
