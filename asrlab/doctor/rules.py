@@ -43,6 +43,10 @@ class Thresholds:
     divergence_factor: float = 1.5  # window median above best window median x this: rising
     above_start_factor: float = 2.0  # window median above the untrained model's loss x this
     oscillation_log_step: float = math.log(2.0)  # median |log l_t - log l_t-1| above: swinging
+    # ... unless the window median is still falling (below this x the window before): batches
+    # of very different difficulty swing a learning model's loss too (fine-tuning a good model
+    # with noise in half the utterances: 0.4 on clean batches, 2.0 on noisy ones)
+    oscillation_progress: float = 0.9
     nonfinite_error_fraction: float = 0.2  # more than this share of utterances: error
     # The blank-phase values above were calibrated on character units at about this many
     # output frames per label (the default corpus). Sparser labels (BPE, word units, models
@@ -482,8 +486,11 @@ class HealthTracker:
 
     def _oscillation_finding(self, remedy: str) -> Finding | None:
         """Consecutive updates' losses differ by a large factor most of the time, and the
-        swings are large next to what training has achieved."""
-        first, best, _, _ = self._loss_levels()
+        swings are large next to what training has achieved, and the loss has stopped
+        falling (a model still learning fast swings with the difficulty of its batches)."""
+        first, best, now, before = self._loss_levels()
+        if now < self.th.oscillation_progress * before:
+            return None
         recent = [v for _, v in self.step_losses[-self.th.loss_window:]]
         jumps = [abs(math.log(max(b, 1e-8)) - math.log(max(a, 1e-8)))
                  for a, b in zip(recent, recent[1:])]

@@ -252,3 +252,18 @@ def test_validation_lagging_behind_training_is_not_collapse():
     t.observe(obs(380, 1.0, 0.03, source="val"))
     f, = t.findings()
     assert f.code == "UNDERTRAINED" and "already has text" in f.message
+
+
+def test_loss_swinging_with_batch_difficulty_while_falling_is_not_divergence():
+    """Fine-tuning a good model with noise added to half the utterances: a clean batch's loss
+    is a fifth of a noisy one's, so consecutive updates differ by 2-5x, while the median falls
+    (seen on FSDD: a false DIVERGENCE error at update 130 of a healthy run)."""
+    t = HealthTracker(context=RunContext(lr=5e-4))
+    for s in range(150):  # noisy and clean batches in turn
+        level = 0.2 + 2.5 * 0.985 ** s
+        t.observe_losses(s, torch.tensor([level * (3.0 if s % 2 else 0.6)]))
+    assert [f for f in t.findings() if f.code == "DIVERGENCE"] == []
+    for s in range(150, 250):  # the same swings, the median no longer falling: reported
+        t.observe_losses(s, torch.tensor([1.0 * (3.0 if s % 2 else 0.6)]))
+    f, = [f for f in t.findings() if f.code == "DIVERGENCE"]
+    assert f.evidence["kind"] in ("oscillating", "rising")
