@@ -66,7 +66,7 @@ __all__ = ["SYNTH_VERSION", "SAMPLE_RATE", "SPLITS", "Speaker", "EngineUnavailab
 
 log = logging.getLogger(__name__)
 
-SYNTH_VERSION = "synth-4"  # 4: utterances too dense for CTC are spoken again, slower
+SYNTH_VERSION = "synth-4"  # 4: utterances too dense for CTC spoken again, slower; HTS rates
 SAMPLE_RATE = 16000
 SPLITS = ("train", "val", "test")
 EDGE_SILENCE_S = 0.1
@@ -362,8 +362,12 @@ def _festival_commands(text: str, speaker: Speaker, wav: Path) -> str:
     """Festival (Scheme) lines that say `text` with `speaker` into `wav`. Diphone voices take
     their F0 target from int_lr_params (after the voice is selected, which resets it)."""
     quoted = text.replace("\\", "\\\\").replace('"', '\\"')
-    lines = [f"(voice_{speaker.voice})",
-             f"(Parameter.set 'Duration_Stretch {NONESPEAK_WPM / speaker.rate:.3f})"]
+    stretch = NONESPEAK_WPM / speaker.rate
+    lines = [f"(voice_{speaker.voice})", f"(Parameter.set 'Duration_Stretch {stretch:.3f})"]
+    if speaker.voice.endswith("_hts"):  # HTS voices ignore Duration_Stretch; their engine's
+        # speed ("-r") is its inverse (selecting the voice resets hts_engine_params)
+        lines.append(f'(set! hts_engine_params (append hts_engine_params '
+                     f'(list (list "-r" {1 / stretch:.3f}))))')
     if speaker.pitch is not None:
         lines.append(f"(set! int_lr_params '((target_f0_mean {speaker.pitch}) (target_f0_std "
                      f"{max(8, speaker.pitch // 8)}) (model_f0_mean 170) (model_f0_std 34)))")

@@ -248,6 +248,18 @@ def test_festival_text_is_quoted_for_scheme():
     assert "(voice_kal_diphone)" in lines and "target_f0_mean 100" in lines
 
 
+def test_each_festival_voice_follows_the_rate():
+    """Slower rate, longer audio, for every festival voice (the HTS voice ignores
+    Duration_Stretch and takes its engine's speed instead)."""
+    _installed("festival")
+    for voice in synth.festival_voices():
+        fast, slow = (synth.Speaker("festival", voice, "", rate, None) for rate in (175, 105))
+        (a, sr_a), (b, sr_b) = synth._festival_batch([("where will she drink the juice", fast),
+                                                      ("where will she drink the juice", slow)])
+        ratio = (len(b) / sr_b) / (len(a) / sr_a)
+        assert 1.3 < ratio < 2.0, (voice, ratio)  # 175 / 105 = 1.67
+
+
 def test_trim_silence():
     rate = 16000
     tone = 0.5 * np.sin(np.arange(rate) / rate * 2 * np.pi * 220)
