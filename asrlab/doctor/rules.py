@@ -47,6 +47,10 @@ class Thresholds:
     # of very different difficulty swing a learning model's loss too (fine-tuning a good model
     # with noise in half the utterances: 0.4 on clean batches, 2.0 on noisy ones)
     oscillation_progress: float = 0.9
+    # ... and swings whose upper fifth stays below this x the untrained model's loss are a
+    # trained model's batch-to-batch spread (fine-tuned FSDD models: 0.1-1.9 per token, 80% of
+    # updates under 0.9, after starting at 3.7)
+    oscillation_reach: float = 0.5
     nonfinite_error_fraction: float = 0.2  # more than this share of utterances: error
     # The blank-phase values above were calibrated on character units at about this many
     # output frames per label (the default corpus). Sparser labels (BPE, word units, models
@@ -490,6 +494,10 @@ class HealthTracker:
         falling (a model still learning fast swings with the difficulty of its batches)."""
         first, best, now, before = self._loss_levels()
         if now < self.th.oscillation_progress * before:
+            return None
+        recent_high = statistics.quantiles(  # the 80th percentile: one outlier batch is no swing
+            [v for _, v in self.step_losses[-self.th.loss_window:]], n=5)[-1]
+        if recent_high < self.th.oscillation_reach * first:
             return None
         recent = [v for _, v in self.step_losses[-self.th.loss_window:]]
         jumps = [abs(math.log(max(b, 1e-8)) - math.log(max(a, 1e-8)))
