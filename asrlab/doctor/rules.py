@@ -136,6 +136,9 @@ class RunContext:
     # check` measures it (stats.lengths.train.median_frames_per_label); None: unknown (the
     # thresholds then apply as calibrated on characters)
     frames_per_label: float | None = None
+    # the first updates, whose batches come shortest first (train.sort_first_epoch): the
+    # per-token loss climbs there as the utterances grow longer and harder, not from divergence
+    sorted_updates: int = 0
 
     @classmethod
     def from_config(cls, cfg, steps_per_epoch: int | None = None, run_dir=None,
@@ -143,7 +146,8 @@ class RunContext:
         spe = steps_per_epoch or 0
         return cls(cfg.model.init, cfg.model.init_gain, cfg.train.lr,
                    int(cfg.train.warmup_epochs * spe), steps_per_epoch,
-                   str(run_dir) if run_dir else None, cfg.train.ctc_smoothing, frames_per_label)
+                   str(run_dir) if run_dir else None, cfg.train.ctc_smoothing, frames_per_label,
+                   sorted_updates=spe if cfg.train.sort_first_epoch else 0)
 
     @property
     def weak_init(self) -> bool:
@@ -477,6 +481,8 @@ class HealthTracker:
         first, best, now, before = self._loss_levels()
         learned = max(first - best, 0.0)
         rising = now > max(self.th.divergence_factor * best, best + 0.5 * learned) and now > before
+        if self.step_losses[-1][0] < self.ctx.sorted_updates:
+            rising = False  # short-first batches: only a loss above the untrained model's counts
         if not (rising or now > self.th.above_start_factor * first):
             return None
         best_update = self.step_losses[self._best + self.th.loss_window - 1][0]

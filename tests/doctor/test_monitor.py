@@ -278,3 +278,22 @@ def test_a_trained_models_batch_spread_is_not_divergence():
     for s, v in enumerate(losses):
         t.observe_losses(s, torch.tensor([v]))
         assert [f for f in t.findings() if f.code == "DIVERGENCE"] == [], s
+
+
+def test_loss_climbing_through_a_short_first_epoch_is_not_divergence():
+    """Epoch 1 feeds the shortest utterances first (train.sort_first_epoch): a fine-tuned
+    model's per-token loss falls to 0.3 on single digits, then climbs to 2.4 as joined digit
+    strings arrive (FSDD, update 46). Only a loss above the untrained model's counts there."""
+    climb = list(np.linspace(3.7, 0.3, 30)) + list(np.linspace(0.3, 2.4, 30)) + [2.4] * 20
+
+    def divergence(sorted_updates, losses):
+        t = HealthTracker(context=RunContext(lr=5e-4, sorted_updates=sorted_updates))
+        for s, v in enumerate(losses):
+            t.observe_losses(s, torch.tensor([v]))
+        return [f for f in t.findings() if f.code == "DIVERGENCE"]
+
+    assert divergence(100, climb) == []
+    f, = divergence(0, climb)  # the same losses outside a sorted epoch: rising
+    assert f.evidence["kind"] == "rising"
+    f, = divergence(100, climb + [9.0] * 20)  # above 2x the untrained loss: reported even there
+    assert f.evidence["kind"] == "rising" and "untrained" in f.message
