@@ -499,13 +499,12 @@ class HealthTracker:
         swings are large next to what training has achieved, and the loss has stopped
         falling (a model still learning fast swings with the difficulty of its batches)."""
         first, best, now, before = self._loss_levels()
+        recent = [v for _, v in self.step_losses[-self.th.loss_window:]]
         if now < self.th.oscillation_progress * before:
             return None
-        recent_high = statistics.quantiles(  # the 80th percentile: one outlier batch is no swing
-            [v for _, v in self.step_losses[-self.th.loss_window:]], n=5)[-1]
-        if recent_high < self.th.oscillation_reach * first:
+        # the 80th percentile: one outlier batch is no swing
+        if statistics.quantiles(recent, n=5)[-1] < self.th.oscillation_reach * first:
             return None
-        recent = [v for _, v in self.step_losses[-self.th.loss_window:]]
         jumps = [abs(math.log(max(b, 1e-8)) - math.log(max(a, 1e-8)))
                  for a, b in zip(recent, recent[1:])]
         swing = statistics.median(jumps)
