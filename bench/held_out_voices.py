@@ -205,15 +205,21 @@ def pretrain(args, seed: int) -> Path:
     return run
 
 
+def pretrain_seeds(args, seeds: list[int]) -> list[Path]:
+    """One pretraining per seed, those not yet made in parallel, after the corpora they share."""
+    missing = [s for s in seeds if not (pretrain_run(args, s) / "best.pt").is_file()]
+    if missing:
+        pretrain_corpora(args)
+        parallel(pretrain, [(args, s) for s in missing], args)
+    return [pretrain_run(args, s) for s in seeds]
+
+
 def fsdd_part(args, seeds: list[int]) -> dict[int, dict[str, list]]:
     from asrlab.data.prepare import prepare
 
     prep = prepare("fsdd", args.recordings, args.out / "fsdd_all.jsonl")
     all_rows = read_rows(prep.manifest)
-    missing = [s for s in seeds if not (pretrain_run(args, s) / "best.pt").is_file()]
-    if missing:  # made first (they share the corpora); then every fold and pipeline at once
-        pretrain_corpora(args)
-        parallel(pretrain, [(args, s) for s in missing], args)
+    pretrain_seeds(args, seeds)  # first; then every fold and pipeline at once
     units = []
     for seed in seeds:
         for spk in args.held_out:
@@ -286,6 +292,8 @@ def fsdd_markdown(runs: dict[int, dict[str, list]]) -> str:
     lines = ["| pipeline | seeds | folds | WER single digits | WER single, LM | WER strings "
              "| WER strings, LM | val CER (seen speakers) |", "|---|---|---|---|---|---|---|---|"]
     for pipeline in ("scratch", "finetune"):
+        if not any(by_pipeline.get(pipeline) for by_pipeline in runs.values()):
+            continue  # not run (--pipelines)
         per_seed = {k: [] for k in keys}
         folds = set()
         for by_pipeline in runs.values():
@@ -359,8 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     args.seed = seeds[0]
     if args.part == "pretrain":
-        pretrain_corpora(args)
-        for run in parallel(pretrain, [(args, s) for s in seeds], args):
+        for run in pretrain_seeds(args, seeds):
             print(f"pretrained: {run}")
         return 0
     if args.part in ("engines", "both"):
