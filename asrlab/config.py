@@ -59,6 +59,10 @@ class AugmentConfig:
     reverb_prob: float = 0.0
     reverb_rt60: tuple[float, float] = (0.2, 0.7)
     reverb_rooms: int = 32
+    # Re-excitation (an LPC vocoder): the voice's envelope kept, its source replaced by pulses
+    # at an F0 drawn from vocode_f0 Hz and noise, as formant/parametric synthesizers speak.
+    vocode_prob: float = 0.0
+    vocode_f0: tuple[float, float] = (80.0, 250.0)
     # Pitch shift in semitones keeping the duration (resampling + WSOLA).
     pitch_prob: float = 0.0
     pitch_semitones: tuple[float, float] = (-2.0, 2.0)
@@ -252,11 +256,12 @@ class Config:
 def _augment_problems(a: AugmentConfig) -> list[str]:
     """What is wrong with the robustness-augmentation switches, each with its fix."""
     problems = []
-    for name in ("reverb_prob", "pitch_prob", "bandlimit_prob", "clip_prob"):
+    for name in ("reverb_prob", "vocode_prob", "pitch_prob", "bandlimit_prob", "clip_prob"):
         if not 0 <= getattr(a, name) <= 1:
             problems.append(f"augment.{name} must be in [0, 1] (a fraction of the training "
                             f"utterances), got {getattr(a, name)}: e.g. 0.3, or 0 for off")
     for name, low_ok, high_ok, example in (("reverb_rt60", 0.05, 3.0, "[0.2, 0.7]"),
+                                           ("vocode_f0", 40.0, 500.0, "[80, 250]"),
                                            ("pitch_semitones", -12.0, 12.0, "[-2, 2]"),
                                            ("gain_db", -40.0, 40.0, "[-6, 6], or [0, 0] for off"),
                                            ("clip_level", 0.05, 1.0, "[0.5, 0.9]")):

@@ -1,5 +1,6 @@
 """Waveform augmentation for robustness to voices and channels never heard in training:
-reverberation, pitch shift, band-limiting, gain and mild clipping (training only).
+re-excitation (an LPC vocoder), reverberation, pitch shift, band-limiting, gain and mild
+clipping (training only).
 
 Each function takes a float32 waveform (S,) at `sample_rate` and returns one of the same
 length, so transcripts stay aligned. `SpeechDataset.features` calls them, each switched on by
@@ -59,6 +60,67 @@ def reverberate(wave: np.ndarray, rir: np.ndarray) -> np.ndarray:
     wet = fftconvolve(wave, rir)[:len(wave)]
     scale = np.sqrt((np.mean(wave ** 2) + 1e-12) / (np.mean(wet ** 2) + 1e-12))
     return (wet * scale).astype(np.float32)
+
+
+# ---- the voice source: LPC re-excitation ----------------------------------------------------
+
+VOCODE_FRAME_S = 0.04  # analysis frames (Hann, half overlap): two periods of 50 Hz
+VOCODE_VOICED = (0.3, 0.6)  # periodicity (autocorrelation peak, 50-400 Hz): noise..pulses
+
+
+def vocode(wave: np.ndarray, f0: float, rng: np.random.Generator,
+           sample_rate: int = 16000) -> np.ndarray:
+    """Keep the voice's spectral envelope, replace its source: the classic LPC vocoder, which
+    is how formant and parametric synthesizers make speech. Each frame's envelope is an LPC
+    fit (order sample_rate/1000 + 2, autocorrelation method); its excitation is a pulse train at
+    `f0` Hz (a slow +-10 % contour, continuous across frames) where the frame is voiced, white
+    noise where it is not, mixed by how periodic the frame is (VOICED); each frame keeps its
+    RMS level, frames overlap-add. Same length as the input. Written here (no library offers
+    it): librosa has the LPC fit but not the re-synthesis."""
+    from scipy.linalg import solve_toeplitz
+    from scipy.signal import lfilter
+
+    n = len(wave)
+    frame = int(VOCODE_FRAME_S * sample_rate) // 2 * 2
+    hop = frame // 2
+    if n < 2 * frame or f0 <= 0:
+        return wave.astype(np.float32)
+    order = sample_rate // 1000 + 2
+    x = np.pad(wave.astype(np.float64), (hop, frame))
+    starts = np.arange(0, len(x) - frame + 1, hop)
+    window = np.hanning(frame)
+    frames = x[starts[:, None] + np.arange(frame)] * window  # (F, frame)
+    spectrum = np.fft.rfft(frames, 2 * frame)
+    autocorr = np.fft.irfft(np.abs(spectrum) ** 2)[:, :frame]  # (F, lags)
+    # periodicity: the frame's autocorrelation over the window's own (Boersma 1993), ~1 for
+    # a periodic frame whatever the window does to the longer lags
+    window_autocorr = np.fft.irfft(np.abs(np.fft.rfft(window, 2 * frame)) ** 2)[:frame]
+    # pulses at f0 with a slow contour: phase accumulates over the whole signal
+    t = np.arange(len(x)) / sample_rate
+    contour = f0 * (1 + 0.1 * np.sin(2 * np.pi * t / rng.uniform(1.0, 2.5) + rng.uniform(0, 6.3)))
+    phase = np.cumsum(contour) / sample_rate
+    pulses = np.diff(np.floor(phase), prepend=0.0) * np.sqrt(sample_rate / f0)  # unit power
+    noise = rng.standard_normal(len(x))
+    lo, hi = sample_rate // 400, min(sample_rate // 60, frame // 2)
+    # a Gaussian lag window (40 Hz): broadens the LPC fit's peaks so no pole sits on a harmonic
+    lag_window = np.exp(-0.5 * (2 * np.pi * 40 / sample_rate * np.arange(order + 1)) ** 2)
+    out = np.zeros(len(x))
+    for i, start in enumerate(starts):
+        r = autocorr[i]
+        if r[0] < 1e-10:
+            continue
+        periodicity = float(np.max(r[lo:hi] / window_autocorr[lo:hi])
+                            * window_autocorr[0] / r[0])
+        voiced = float(np.clip((periodicity - VOCODE_VOICED[0]) /
+                               (VOCODE_VOICED[1] - VOCODE_VOICED[0]), 0, 1))
+        r = r[:order + 1] * lag_window
+        r[0] *= 1 + 1e-6  # white-noise correction: a well-posed fit
+        a = solve_toeplitz(r[:order], -r[1:order + 1])
+        source = voiced * pulses[start:start + frame] + (1 - voiced) * noise[start:start + frame]
+        y = lfilter([1.0], np.concatenate([[1.0], a]), source) * window
+        target = np.sqrt(np.mean(frames[i] ** 2))
+        out[start:start + frame] += y * (target / (np.sqrt(np.mean(y ** 2)) + 1e-12))
+    return out[hop:hop + n].astype(np.float32)
 
 
 # ---- pitch ----------------------------------------------------------------------------------
@@ -142,9 +204,13 @@ def clip(wave: np.ndarray, level: float) -> np.ndarray:
 
 def augment_wave(wave: np.ndarray, aug: AugmentConfig, rng: np.random.Generator, seed: int,
                  sample_rate: int = 16000) -> tuple[np.ndarray, dict]:
-    """Pitch shift and reverberation: the speaker and the room, applied before additive noise.
-    Returns the waveform and what was drawn (for tests and logs)."""
+    """Re-excitation, pitch shift and reverberation: the voice, the speaker and the room,
+    applied before additive noise. Returns the waveform and what was drawn (for tests and
+    logs)."""
     drawn: dict = {}
+    if aug.vocode_prob > 0 and rng.random() < aug.vocode_prob:
+        drawn["vocode_f0"] = round(float(rng.uniform(*aug.vocode_f0)), 1)
+        wave = vocode(wave, drawn["vocode_f0"], rng, sample_rate)
     if aug.pitch_prob > 0 and rng.random() < aug.pitch_prob:
         drawn["semitones"] = round(float(rng.uniform(*aug.pitch_semitones)), 2)
         wave = pitch_shift(wave, drawn["semitones"], sample_rate)

@@ -269,7 +269,7 @@ def test_noise_folder_is_loaded_and_bad_files_named(tmp_path, caplog):
 from asrlab.config import Config, ConfigError  # noqa: E402
 from asrlab.data import augment as aug_module  # noqa: E402
 
-ROBUST = dict(reverb_prob=1.0, pitch_prob=1.0, bandlimit_prob=1.0, gain_db=(-6.0, 6.0),
+ROBUST = dict(vocode_prob=1.0, reverb_prob=1.0, pitch_prob=1.0, bandlimit_prob=1.0, gain_db=(-6.0, 6.0),
               clip_prob=1.0)
 
 
@@ -308,6 +308,55 @@ def test_room_impulse_responses_are_seeded_and_reverberate_at_the_same_level():
     long = aug_module.room_impulse_response(2, 0, 0.8, 0.8)
     late = int(0.1 * SR)
     assert np.sum(long[late:] ** 2) > 2 * np.sum(short[late:] ** 2)
+
+
+def vowel(seconds: float, f0: float, formants=(700.0, 1200.0, 2600.0)) -> np.ndarray:
+    """A pulse train at f0 through three formant resonances: a sustained vowel."""
+    from scipy.signal import lfilter
+
+    pulses = np.zeros(int(seconds * SR))
+    pulses[::int(SR / f0)] = 1.0
+    out = pulses
+    for hz in formants:  # two-pole resonator, 80 Hz bandwidth
+        r = np.exp(-np.pi * 80 / SR)
+        out = lfilter([1.0], [1.0, -2 * r * np.cos(2 * np.pi * hz / SR), r * r], out)
+    return (0.3 * out / np.abs(out).max()).astype(np.float32)
+
+
+def pitch_hz(wave: np.ndarray) -> float:
+    """The lag of the strongest autocorrelation peak (a local maximum) between 60 and 400 Hz."""
+    r = np.correlate(wave, wave, "full")[len(wave) - 1:]
+    lags = np.arange(SR // 400, SR // 60)
+    peaks = lags[(r[lags] > r[lags - 1]) & (r[lags] >= r[lags + 1])]
+    return SR / int(peaks[np.argmax(r[peaks])])
+
+
+def envelope_peak_hz(wave: np.ndarray, low: float, high: float) -> float:
+    """Where the smoothed power spectrum peaks between low and high Hz."""
+    power = np.abs(np.fft.rfft(wave * np.hanning(len(wave)))) ** 2
+    f = np.fft.rfftfreq(len(wave), 1 / SR)
+    smooth = np.convolve(power, np.ones(101) / 101, "same")  # ~ 50 Hz wide: over the harmonics
+    band = (f >= low) & (f < high)
+    return float(f[band][np.argmax(smooth[band])])
+
+
+def test_vocode_replaces_the_source_and_keeps_the_envelope_length_and_level():
+    """The LPC vocoder's pulses carry the new F0; the formants (the envelope) stay where they
+    were; silence stays silent; length and level are kept; the draws come from the rng."""
+    wave = np.concatenate([vowel(0.6, 110.0), np.zeros(SR // 5, np.float32), vowel(0.6, 110.0)])
+    out = aug_module.vocode(wave, 200.0, np.random.default_rng(0))
+    assert out.shape == wave.shape and out.dtype == np.float32
+    middle = slice(int(0.1 * SR), int(0.5 * SR))
+    assert pitch_hz(wave[middle]) == pytest.approx(110, rel=0.05)
+    assert pitch_hz(out[middle]) == pytest.approx(200, rel=0.12)  # the contour moves +-10 %
+    for low, high in ((500, 900), (1000, 1500), (2300, 3000)):
+        assert envelope_peak_hz(out[middle], low, high) == pytest.approx(
+            envelope_peak_hz(wave[middle], low, high), abs=120)
+    assert np.sqrt(np.mean(out ** 2)) == pytest.approx(np.sqrt(np.mean(wave ** 2)), rel=0.25)
+    gap = slice(int(0.65 * SR), int(0.75 * SR))
+    assert np.abs(out[gap]).max() < 1e-3
+    again = aug_module.vocode(wave, 200.0, np.random.default_rng(0))
+    np.testing.assert_array_equal(out, again)
 
 
 def band_power(wave: np.ndarray, low: float, high: float) -> float:
@@ -405,6 +454,8 @@ def test_evaluation_never_augments_even_when_the_config_asks(utts):
 
 @pytest.mark.parametrize("field,value,fix", [
     ("reverb_prob", 1.5, "must be in \\[0, 1\\]"),
+    ("vocode_prob", -0.1, "augment.vocode_prob must be in \\[0, 1\\]"),
+    ("vocode_f0", (300.0, 100.0), "e.g. \\[80, 250\\]"),
     ("pitch_semitones", (3.0, -3.0), "low <= high"),
     ("gain_db", (-60.0, 0.0), "e.g. \\[-6, 6\\]"),
     ("clip_level", (0.0, 0.9), "e.g. \\[0.5, 0.9\\]"),

@@ -88,7 +88,7 @@ from asrlab.features import FeaturePipeline, estimate_stats  # noqa: E402
 # name -> (augmentation, whether later epochs can reuse cached variants)
 AUGMENTS = {
     "speed and SpecAugment only": (AugmentConfig(), True),
-    "every wave step sometimes": (AugmentConfig(noise_prob=0.3, pitch_prob=0.2,
+    "every wave step sometimes": (AugmentConfig(noise_prob=0.3, pitch_prob=0.2, vocode_prob=0.2,
                                                 bandlimit_prob=0.3, clip_prob=0.2), True),
     "gain always": (AugmentConfig(gain_db=(-6.0, 6.0)), False),  # every waveform changes
     "VTLP": (AugmentConfig(vtlp=(1.05, 1.1)), False),  # warped filterbanks: other log-mels
