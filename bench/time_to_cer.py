@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -56,6 +57,9 @@ def run_once(data: Path, out: Path, seed: int, args) -> dict:
     stopped = False
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        # a previous run of the same name would be read as this one's (and training refuses
+        # its folder): --runs is this script's own scratch area, so the old run goes
+        shutil.rmtree(out, ignore_errors=True)
         with open(out.parent / f"{out.name}.log", "w") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
             while proc.poll() is None:  # --stop-at-target: end the run at its first hit
