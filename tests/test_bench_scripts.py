@@ -1,9 +1,12 @@
-"""The benchmark scripts' own parsing and tables (their runs are measured, not tested)."""
+"""The benchmark scripts' own parsing, tables and corpus helpers (their runs are measured, not
+tested)."""
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
@@ -34,3 +37,27 @@ def test_engine_table_takes_the_median_per_variant_and_engine():
     assert "| - | - |" in rows[0]  # greedy only: no LM columns
     assert rows[1].startswith("| reverb | flite | 0,1 | 97 | 42.0% |")
     assert "| 32.0% |" in rows[1]
+
+
+def test_extra_voices_adds_the_espeak_sentences_by_another_engine(tmp_path):
+    """bench/extra_voices.py: every N-th espeak-ng training sentence, said by piper, becomes a
+    training row of engine "piper" beside the corpus's own; val and test are the corpus's."""
+    from asrlab.data import synth
+
+    if "piper" not in synth.available_engines():
+        pytest.skip(f"piper is not installed ({synth.install_command(['piper'])})")
+    import extra_voices
+
+    corpus = tmp_path / "c"
+    synth.synthesize_corpus(corpus, 6, 1, 1, seed=3, engines=("espeak",), jobs=1,
+                            progress=False)
+    assert extra_voices.main(["--corpus", str(corpus), "--engine", "piper", "--out",
+                              str(tmp_path / "x"), "--every", "2"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "x" / "train.jsonl").read_text().splitlines()]
+    added = [r for r in rows if r["engine"] == "piper"]
+    espeak = [r for r in rows if r["engine"] == "espeak"]
+    assert len(espeak) == 6 and [r["text"] for r in added] == [r["text"] for r in espeak[::2]]
+    for row in added:
+        assert sf.info(tmp_path / "x" / row["audio_filepath"]).samplerate == 16000
+        assert row["speaker"].startswith("piper:")
+    assert (tmp_path / "x" / "test.jsonl").read_text() == (corpus / "test.jsonl").read_text()

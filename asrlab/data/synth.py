@@ -22,10 +22,10 @@ A *speaker* is one engine voice with fixed settings (voice, variant, rate in wor
 pitch: espeak's 0-100 scale, or the mean F0 in Hz for flite/festival), e.g.
 "espeak:en-gb-scotland+m3:r172:p41" or "flite:slt:r131:p182"; a piper speaker's pitch is
 the percentage by which its voice's pitch *and* formants are scaled (PIPER_SHIFT_RANGE: the
-audio is resampled, a longer or shorter vocal tract, and its duration kept).
-Each *utterance* then varies its
-speaker's rate and pitch by up to +-10 % and its volume over UTT_GAIN_DB (the manifest line
-keeps `engine`, `voice`, `speaker`, `rate`, `pitch`, `gain_db`). All draws come from the seed.
+audio is resampled, a longer or shorter vocal tract, and its duration kept). Each *utterance*
+then varies its speaker's rate and pitch by up to +-10 % (piper's scale by PIPER_SHIFT_JITTER)
+and its volume over UTT_GAIN_DB (the manifest line keeps `engine`, `voice`, `speaker`, `rate`,
+`pitch`, `gain_db`). All draws come from the seed.
 Speakers are shared between splits: val and test measure generalization to unseen *sentences*
 spoken by known voices, not to unseen voices (bench/held_out_voices.py measures those).
 Sentences never repeat across splits (checked before any audio is made).
@@ -579,8 +579,8 @@ def render(text: str, speaker: Speaker, seed: int = 0,
     """Synthesize text with speaker: float32 samples at 16 kHz, edge silence trimmed.
 
     seed fixes espeak's breath noise and piper's sampled durations and latent. Called
-    repeatedly in one process, espeak output also
-    depends on what was said before (see _run_batch for how the corpus builder avoids that).
+    repeatedly in one process, espeak output also depends on what was said before (see
+    _run_batch for how the corpus builder avoids that).
     raw: the engine's (int16 samples, rate) when already made (festival batches).
     """
     if raw is not None:
