@@ -75,8 +75,9 @@ def vocode(wave: np.ndarray, f0: float, rng: np.random.Generator,
     fit (order sample_rate/1000 + 2, autocorrelation method); its excitation is a pulse train at
     `f0` Hz (a slow +-10 % contour, continuous across frames) where the frame is voiced, white
     noise where it is not, mixed by how periodic the frame is (VOICED); each frame keeps its
-    RMS level, frames overlap-add. Same length as the input. Written here (no library offers
-    it): librosa has the LPC fit but not the re-synthesis."""
+    RMS level, frames overlap-add. Same length as the input. Written here: a few lines on
+    scipy's Toeplitz solver, with one batched autocorrelation serving both the LPC fit and
+    the voicing decision."""
     from scipy.linalg import solve_toeplitz
     from scipy.signal import lfilter
 
