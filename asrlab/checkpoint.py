@@ -145,7 +145,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
     config = Config.from_dict(state["config"])
     tokenizer = tokenizer_from_dict(state["tokenizer"])
     stats = FeatureStats.from_dict(state["feature_stats"])
-    model = build_model(config.model, config.features.n_mels, tokenizer.vocab_size)
+    model = build_model(config, tokenizer.vocab_size)
     model.load_state_dict(state["model"])
     model.to(device).eval()
     return Checkpoint(path, config, tokenizer, stats, model, state.get("meta", {}),

@@ -22,8 +22,20 @@ class ConfigError(ValueError):
     """A configuration that cannot train; the message says what to change."""
 
 
+#: What an encoder takes in (`features.kind`): "logmel", asrlab's log-mel filterbank normalized
+#: with the training set's statistics (CMVN); "whisper", Whisper's own log-mel (n_fft 400, hop
+#: 160, Slaney filters, log10, floored 8 below the maximum, (x + 4) / 4; no statistics);
+#: "waveform", the samples themselves ((S, 1) per utterance), zero-mean unit-variance per
+#: utterance when `normalize` is on (wav2vec2 / HuBERT / WavLM: their feature extractor's
+#: `do_normalize`).
+FEATURE_KINDS = ("logmel", "whisper", "waveform")
+#: Whisper's log-mel parameters, fixed by its weights (openai/whisper audio.py).
+WHISPER_FEATURES = {"sample_rate": 16000, "win_ms": 25.0, "hop_ms": 10.0, "n_fft": 400}
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
+    kind: str = "logmel"  # see FEATURE_KINDS
     sample_rate: int = 16000
     n_mels: int = 80
     win_ms: float = 25.0
@@ -36,6 +48,13 @@ class FeatureConfig:
     # helps on speakers or microphones unseen in training. Off by default: on the synthetic
     # corpus there is no channel to remove.
     utterance_mean: bool = False
+    # kind "waveform": zero-mean unit-variance per utterance (a feature extractor's do_normalize)
+    normalize: bool = True
+
+    @property
+    def uses_stats(self) -> bool:
+        """Whether features are normalized with statistics of the training set (CMVN)."""
+        return self.kind == "logmel"
 
 
 @dataclass(frozen=True)
@@ -78,30 +97,95 @@ class AugmentConfig:
 
 #: The model names a config may give; asrlab.models.MODELS has a factory for each (config sits
 #: below the models and does not import them; tests/models/test_registry.py checks the two agree).
+#: "pretrained" is a pretrained speech encoder (model.pretrained.source) under a downstream.
 MODEL_NAMES = ("crnn-sub4", "crnn-sub2", "seed-crnn", "conformer")
+#: The pretrained encoders' kinds and the input each takes (features.kind).
+PRETRAINED_INPUT = {"whisper": "whisper", "wav2vec2": "waveform", "hubert": "waveform",
+                    "wavlm": "waveform"}
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    # Defaults measured on the default corpus (docs/benchmarks.md): 2 BiLSTM layers learn
-    # faster per CPU-second than 3 (0.46 vs 0.76 val CER after 2 epochs).
-    name: str = "crnn-sub4"  # see asrlab.models.MODELS
+class CRNNConfig:
+    """crnn-sub4, crnn-sub2 and seed-crnn: conv front end + BiLSTM."""
     conv_channels: int = 32
     hidden: int = 256
     layers: int = 2
-    # 0.1 (was 0.25): val CER 0.10 at epoch 16-17 instead of 18 at one thread on the espeak-ng
-    # corpus (3 seeds; 14 vs 18 in the GPU sweep), earlier on the three-engine corpus too, and
-    # held-out-engine CER unchanged (docs/benchmarks.md, "Fewer updates")
-    dropout: float = 0.1
-    # Conformer sizes (issue: --model conformer)
+
+
+@dataclass(frozen=True)
+class ConformerConfig:
+    """conformer: conv subsampling + Conformer blocks."""
+    conv_channels: int = 32
     d_model: int = 176
     heads: int = 4
     ff_mult: int = 4
     conv_kernel: int = 15
+    layers: int = 2
+
+
+@dataclass(frozen=True)
+class PretrainedConfig:
+    """pretrained: a pretrained speech encoder (Whisper, wav2vec2, HuBERT, WavLM) under a
+    downstream: a learned weighted sum of its layers (SUPERB), a projection, a BiLSTM and the
+    CTC head. `source` is a bundle name (`asrlab encoders` lists them) or a folder; `kind`,
+    `arch` and `sha256` are filled in when the source is resolved (asrlab.pretrained), so a
+    checkpoint rebuilds the network without the source."""
+    source: str = ""
+    kind: str = ""  # whisper | wav2vec2 | hubert | wavlm (from the source)
+    arch: str = ""  # the encoder's dimensions, JSON (from the source)
+    sha256: str = ""  # of the source's weights, when they were resolved
+    layers_used: int | None = None  # the encoder's first N layers only (None: all)
+    layers_trained: int = 0  # top layers that learn: 0 frozen (outputs cached), -1 all
+    layer_sum: bool = True  # softmax-weighted sum of every layer used; False: the last one
+    proj: int = 256  # projection of the encoder's width before the BiLSTM (0: none)
+    hidden: int = 256  # downstream BiLSTM per direction (the seed's)
+    layers: int = 2  # downstream BiLSTM layers (0: the head sits on the projection)
+    stack: int = 1  # frames joined before the BiLSTM (2: half the frame rate, half the cost)
+    encoder_lr_scale: float = 0.1  # trained encoder layers learn at this fraction of train.lr
+    frozen_epochs: float = 1.0  # with layers_trained != 0: the encoder waits this many epochs
+    pad_to_30s: bool = False  # Whisper: pad every input to 30 s (Whisper's own way) and crop
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "crnn-sub4"  # see asrlab.models.MODELS
+    # 0.1 (was 0.25): val CER 0.10 at epoch 16-17 instead of 18 at one thread on the espeak-ng
+    # corpus (3 seeds; 14 vs 18 in the GPU sweep), earlier on the three-engine corpus too, and
+    # held-out-engine CER unchanged (docs/benchmarks.md, "Fewer updates")
+    dropout: float = 0.1
     # Initialization: None keeps PyTorch's defaults. "xavier" with init_gain=0.1 is the
     # `seed-report` preset's mistake (outputs start near-uniform and blank wins); kept for it.
     init: str | None = None
     init_gain: float = 1.0
+    # One section per encoder family; only the one `name` picks is used. Defaults measured on
+    # the default corpus (docs/benchmarks.md): 2 BiLSTM layers learn faster per CPU-second than
+    # 3 (0.46 vs 0.76 val CER after 2 epochs).
+    crnn: CRNNConfig = field(default_factory=CRNNConfig)
+    conformer: ConformerConfig = field(default_factory=ConformerConfig)
+    pretrained: PretrainedConfig = field(default_factory=PretrainedConfig)
+
+    @property
+    def section(self) -> str:
+        """The section `name` uses: crnn, conformer or pretrained."""
+        return model_section(self.name)
+
+    def encoder_config(self):
+        """The section of the encoder `name` picks."""
+        return getattr(self, self.section)
+
+
+def model_section(name: str) -> str:
+    return {"conformer": "conformer", "pretrained": "pretrained"}.get(name, "crnn")
+
+
+#: Model settings that change how a network trains, not its shape (Config.architecture).
+TRAINING_ONLY = {"pretrained.source", "pretrained.layers_trained", "pretrained.encoder_lr_scale",
+                 "pretrained.frozen_epochs"}
+
+#: Keys of the flat ModelConfig of earlier versions (checkpoints, YAML files, `--set
+#: model.hidden=...`): read into the section of the model they name (`_legacy_model_keys`).
+LEGACY_MODEL_KEYS = ("conv_channels", "hidden", "layers", "d_model", "heads", "ff_mult",
+                     "conv_kernel")
 
 
 @dataclass(frozen=True)
@@ -196,9 +280,11 @@ class Config:
             problems.append("model.dropout must be in [0, 1)")
         if self.model.init not in (None, "xavier", "kaiming"):
             problems.append("model.init must be null (PyTorch defaults), xavier or kaiming")
-        if self.model.name == "conformer" and self.model.d_model % self.model.heads:
-            problems.append(f"model.d_model ({self.model.d_model}) must be divisible by "
-                            f"model.heads ({self.model.heads})")
+        c = self.model.conformer
+        if self.model.name == "conformer" and c.d_model % c.heads:
+            problems.append(f"model.conformer.d_model ({c.d_model}) must be divisible by "
+                            f"model.conformer.heads ({c.heads})")
+        problems += _feature_problems(self.features, self.model, self.augment)
         if self.tokenizer not in ("char", "bpe"):
             problems.append(f"tokenizer {self.tokenizer!r}: use char or bpe")
         if not 0 <= self.augment.noise_prob <= 1:
@@ -220,6 +306,18 @@ class Config:
         if problems:
             raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
         return self
+
+    def architecture(self) -> dict[str, Any]:
+        """The settings that shape the network and what it takes in, flat ("model.crnn.hidden":
+        256): what a checkpoint's weights are only meaningful with. Dropout, initialization and
+        how much of a pretrained encoder trains may differ between runs of one network."""
+        out = {f"features.{k}": v for k, v in _to_plain(dataclasses.asdict(self.features)).items()}
+        out["model.name"] = self.model.name
+        section = self.model.section
+        for k, v in _to_plain(dataclasses.asdict(self.model.encoder_config())).items():
+            if f"{section}.{k}" not in TRAINING_ONLY:
+                out[f"model.{section}.{k}"] = v
+        return out
 
     # ---- YAML / dict round trip ---------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -251,6 +349,54 @@ class Config:
             else:
                 base[section] = values
         return Config.from_dict(base)
+
+
+def _feature_problems(f: FeatureConfig, m: ModelConfig, a: AugmentConfig) -> list[str]:
+    """The input the encoder takes against the features configured, each with its fix."""
+    problems = []
+    if f.kind not in FEATURE_KINDS:
+        return [f"features.kind {f.kind!r}: use one of {', '.join(FEATURE_KINDS)}"]
+    if f.kind != "logmel" and tuple(a.vtlp) != (1.0, 1.0):
+        problems.append(f"augment.vtlp warps asrlab's log-mel filterbank; features.kind "
+                        f"{f.kind} has none: set augment.vtlp to [1.0, 1.0]")
+    if f.kind == "whisper":
+        wrong = {k: getattr(f, k) for k, v in WHISPER_FEATURES.items() if getattr(f, k) != v}
+        if wrong:
+            problems.append(f"features.kind whisper is Whisper's own log-mel, computed with "
+                            f"{WHISPER_FEATURES}; this config has {wrong}: remove those "
+                            f"settings (or use features.kind logmel)")
+    if m.name != "pretrained":
+        if f.kind == "waveform":
+            problems.append(f"model {m.name} takes log-mel features, not the waveform: set "
+                            f"features.kind to logmel (or whisper), or use a pretrained "
+                            f"waveform encoder (--encoder)")
+        return problems
+    p = m.pretrained
+    if not p.source:
+        problems.append("model.name pretrained needs an encoder: give --encoder NAME_OR_DIR "
+                        "(`asrlab encoders` lists what is installed)")
+    elif p.kind not in PRETRAINED_INPUT:
+        problems.append(f"model.pretrained.kind {p.kind!r} is not a known encoder kind "
+                        f"({', '.join(PRETRAINED_INPUT)}): let asrlab read it from the source "
+                        f"(--encoder {p.source})")
+    elif f.kind != PRETRAINED_INPUT[p.kind]:
+        problems.append(f"a {p.kind} encoder takes features.kind {PRETRAINED_INPUT[p.kind]}, "
+                        f"not {f.kind}: its weights were trained on those inputs (remove the "
+                        f"features settings; --encoder sets them)")
+    if p.layers_trained < -1:
+        problems.append("model.pretrained.layers_trained: 0 (frozen), N (the top N layers) or "
+                        "-1 (all)")
+    if p.layers_used is not None and p.layers_used < 1:
+        problems.append("model.pretrained.layers_used must be >= 1, or null for every layer")
+    if p.stack < 1:
+        problems.append("model.pretrained.stack must be >= 1 (1: every encoder frame)")
+    if not 0 < p.encoder_lr_scale <= 1:
+        problems.append("model.pretrained.encoder_lr_scale must be in (0, 1], e.g. 0.1")
+    if p.frozen_epochs < 0:
+        problems.append("model.pretrained.frozen_epochs must be >= 0")
+    if p.pad_to_30s and p.kind not in ("", "whisper"):
+        problems.append("model.pretrained.pad_to_30s is for Whisper encoders only")
+    return problems
 
 
 def _augment_problems(a: AugmentConfig) -> list[str]:
@@ -293,7 +439,26 @@ def _to_plain(obj: Any) -> Any:
     return obj
 
 
+def _legacy_model_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """A model mapping with the flat keys of earlier versions (LEGACY_MODEL_KEYS) moved into
+    the section of the model it names (keys that model does not have: into the section that
+    has them); a flat key wins over the same key in its section (it is what `--set
+    model.hidden=64` gives)."""
+    flat = {k: data[k] for k in LEGACY_MODEL_KEYS if k in data}
+    if not flat:
+        return data
+    data = {k: v for k, v in data.items() if k not in flat}
+    home = model_section(data.get("name", ModelConfig.name))
+    for key, value in flat.items():  # the named model's section if it has the key, else its own
+        section = next(s for s in (home, "crnn", "conformer")
+                       if key in {f.name for f in fields(type(getattr(ModelConfig(), s)))})
+        data[section] = {**(data.get(section) or {}), key: value}
+    return data
+
+
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    if cls is ModelConfig:
+        data = _legacy_model_keys(data)
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
@@ -343,7 +508,8 @@ PRESETS: dict[str, Config] = {
     # correct (PyTorch default) initialization and no augmentation.
     "seed-crnn": Config(
         augment=AugmentConfig(speed_perturb=(1.0,), freq_masks=0, time_masks=0),
-        model=ModelConfig(name="seed-crnn", conv_channels=64, hidden=256, layers=2, dropout=0.3),
+        model=ModelConfig(name="seed-crnn", dropout=0.3,
+                          crnn=CRNNConfig(conv_channels=64, hidden=256, layers=2)),
         train=TrainConfig(epochs=15, max_minutes=None, optimizer="adam", lr=1e-3,
                           weight_decay=1e-5, betas=(0.9, 0.999), schedule="plateau",
                           warmup_epochs=5, batch_size=8, sort_first_epoch=False,

@@ -1,9 +1,16 @@
-"""Features: log-mel filterbanks, optional per-utterance mean removal, global CMVN, SpecAugment,
-and vocal-tract-length perturbation (warped filterbanks, training only).
+"""Features: what an encoder takes in, made one way for training, validation, test and
+inference (`FeaturePipeline`). Three kinds (`features.kind`, asrlab.config.FEATURE_KINDS):
 
-One code path for training, validation, test and inference: every waveform becomes features
-through `FeaturePipeline`, whose statistics are estimated once on the training set and stored in
-the checkpoint. That is how a train/val feature mismatch is ruled out by construction.
+    logmel    asrlab's log-mel filterbank (`LogMel`), optional per-utterance mean removal,
+              then global CMVN with statistics estimated once on the training set
+    whisper   Whisper's own log-mel (`WhisperLogMel`), for Whisper encoders; no statistics
+    waveform  the samples as (S, 1) (`Waveform`), zero-mean unit-variance per utterance when
+              `normalize` is on, for wav2vec2 / HuBERT / WavLM encoders
+
+Statistics of the raw features are estimated and stored in the checkpoint for every kind (the
+doctor compares data against them); only `logmel` is normalized with them. That is how a
+train/val feature mismatch is ruled out by construction. Also SpecAugment and vocal-tract-length
+perturbation (warped filterbanks, training only).
 
 Written in NumPy (not torch) so that the ONNX inference path runs without importing torch.
 Shapes: a waveform is (S,) samples; features are (T, F) frames x mel bins.
@@ -137,18 +144,50 @@ class StatsAccumulator:
         return FeatureStats(mean.astype(np.float32), np.sqrt(var).astype(np.float32), self.n)
 
 
+class Waveform:
+    """Waveform (S,) -> (S, 1) float32 "features" for encoders that take the samples; zero-mean
+    unit-variance per utterance when cfg.normalize (a feature extractor's do_normalize: the
+    statistics of the utterance's own samples, as transformers' Wav2Vec2FeatureExtractor)."""
+
+    def __init__(self, cfg: FeatureConfig):
+        self.cfg = cfg
+
+    def num_frames(self, num_samples: int) -> int:
+        return num_samples
+
+    def __call__(self, wave: np.ndarray, warp: float = 1.0) -> np.ndarray:
+        wave = np.asarray(wave, dtype=np.float32)
+        if self.cfg.normalize:
+            wave = (wave - wave.mean()) / np.sqrt(wave.var() + 1e-7)
+        return wave[:, None].astype(np.float32)
+
+
+def front_end(cfg: FeatureConfig):
+    """The features step `cfg.kind` names: a callable wave (S,) -> (T, F) with num_frames."""
+    if cfg.kind == "whisper":
+        return WhisperLogMel(cfg)
+    if cfg.kind == "waveform":
+        return Waveform(cfg)
+    return LogMel(cfg)
+
+
 class FeaturePipeline:
-    """Waveform -> normalized log-mel (T, F). The only way features are made in asrlab."""
+    """Waveform -> features (T, F) of the config's kind, normalized as that kind is. The only
+    way features are made in asrlab."""
 
     def __init__(self, cfg: FeatureConfig, stats: FeatureStats | None = None):
         self.cfg = cfg
-        self.logmel = LogMel(cfg)
+        self.logmel = front_end(cfg)  # the raw features step (a log-mel unless kind waveform)
         self.stats = stats
 
     def raw(self, wave: np.ndarray, warp: float = 1.0) -> np.ndarray:
-        return self.logmel(wave, warp)
+        """`warp` (VTLP) warps asrlab's log-mel filterbank; config validation allows it for
+        kind logmel only."""
+        return self.logmel(wave, warp) if warp != 1.0 else self.logmel(wave)
 
     def normalize(self, feats: np.ndarray) -> np.ndarray:
+        if not self.cfg.uses_stats:  # Whisper's log-mel and waveforms are their own scale
+            return np.asarray(feats, dtype=np.float32)
         if self.stats is None:
             raise RuntimeError("feature statistics are not set: estimate them on the training "
                                "set (asrlab.features.estimate_stats) or load a checkpoint")
@@ -158,9 +197,14 @@ class FeaturePipeline:
         return self.normalize(self.raw(wave, warp))
 
 
+def feature_dim(cfg: FeatureConfig) -> int:
+    """F of the (T, F) features: the mel bins, or 1 for waveforms."""
+    return 1 if cfg.kind == "waveform" else cfg.n_mels
+
+
 def estimate_stats(waves, cfg: FeatureConfig) -> FeatureStats:
     """Estimate CMVN statistics from an iterable of waveforms."""
-    logmel, acc = LogMel(cfg), StatsAccumulator(cfg.n_mels)
+    logmel, acc = front_end(cfg), StatsAccumulator(feature_dim(cfg))
     for wave in waves:
         acc.add(logmel(wave))
     return acc.stats()

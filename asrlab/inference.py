@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from asrlab.checkpoint import Checkpoint, load
+from asrlab.frames import frame_seconds
 from asrlab.recognizer import BaseRecognizer, pad_frames
 
 
@@ -37,10 +38,8 @@ class Recognizer(BaseRecognizer):
 
     @property
     def frame_seconds(self) -> float:
-        """Seconds per encoder output frame (feature hop x subsampling)."""
-        hop = self.ckpt.config.features.hop_ms / 1000
-        probe = torch.tensor([1000])
-        return hop * 1000 / int(self.model.output_lengths(probe))
+        """Seconds per encoder output frame (asrlab.frames)."""
+        return frame_seconds(self.ckpt.config)
 
     @torch.inference_mode()
     def forward(self, x: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -2,8 +2,8 @@
 
 `BaseRecognizer.log_probs(waves)` is the one path from waveforms to log-probs: features through
 the model's `FeaturePipeline`, batches by length (`length_batches`, a budget of
-`batch_seconds` of padded feature frames at the rate `frames_per_second` derives from
-`features.hop_ms`), zero-padding (`pad_frames`), then the subclass's `forward(x, lengths)`:
+`batch_seconds` of padded feature frames at `asrlab.frames.input_rate`), zero-padding
+(`pad_frames`), then the subclass's `forward(x, lengths)`:
 
     asrlab.inference.Recognizer       PyTorch checkpoint: the torch module
     asrlab.onnx_infer.OnnxRecognizer  exported .onnx: an onnxruntime session
@@ -20,14 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from asrlab.audio import load_audio
-from asrlab.config import FeatureConfig
+from asrlab.frames import input_rate
 
 METADATA_KEY = "asrlab"  # the ONNX model's custom metadata entry (asrlab.export writes it)
-
-
-def frames_per_second(features: FeatureConfig) -> float:
-    """Feature frames per second of audio (1000 / hop_ms; 100 for the 10 ms default)."""
-    return 1000.0 / features.hop_ms
 
 
 def length_batches(lengths: list[int], frames_per_batch: int) -> list[list[int]]:
@@ -70,7 +65,7 @@ class BaseRecognizer:
         """One (T', V) float32 array per waveform; batched by length, returned in input order."""
         feats = [self.pipeline(w) for w in waves]
         out: list[np.ndarray | None] = [None] * len(feats)
-        budget = max(1, int(self.batch_seconds * frames_per_second(self.pipeline.cfg)))
+        budget = max(1, int(self.batch_seconds * input_rate(self.pipeline.cfg)))
         for idx in length_batches([f.shape[0] for f in feats], budget):
             lp, olens = self.forward(*pad_frames([feats[i] for i in idx]))
             for b, i in enumerate(idx):

@@ -60,7 +60,8 @@ from asrlab.data.tokenizer import Tokenizer, build_tokenizer
 from asrlab.decode.greedy import greedy_batch
 from asrlab.doctor.findings import Finding, has_errors, write_findings_json
 from asrlab.doctor.stats import EmissionStats
-from asrlab.features import FeaturePipeline, LogMel
+from asrlab.features import FeaturePipeline, front_end
+from asrlab.frames import input_rate
 from asrlab.metrics import error_rates
 from asrlab.models import build_model
 from asrlab.run_folder import RunLock, append_line, check_reuse, resume_checkpoint
@@ -246,7 +247,7 @@ def train_epoch(run: Run, model, loader, optimizer, callbacks: list[TrainingCall
         total += loss.item() * n_ok
         count += n_ok
         state.step += 1
-        audio_s += float(batch.feat_lens.sum()) * cfg.features.hop_ms / 1000
+        audio_s += float(batch.feat_lens.sum()) / input_rate(cfg.features)
         if progress is not None:
             progress.advance(loss=total / max(1, count), lr=lr)
         if distributed.any_rank(run.dist, time.time() > deadline):
@@ -327,7 +328,7 @@ def scan_data(cfg: Config, train_path, val_path, tokenizer=None, force: bool = F
     if tokenizer is None:
         tokenizer = build_tokenizer(cfg.tokenizer, [u.text for u in train_utts if u.text.strip()],
                                     cfg.vocab_size)
-    logmel = LogMel(cfg.features)
+    logmel = front_end(cfg.features)
     tr = scan_split("train", train_utts, cfg.features.sample_rate, tokenizer, logmel,
                     keep_feats=feature_cache_on(cfg), problems=train_bad,
                     duration_bounds=(cfg.train.min_duration, cfg.train.max_duration))
@@ -412,22 +413,13 @@ def prepare_run_dir(run_dir: Path, resume: bool, is_main: bool, overwrite: bool 
 
 # ---- fine-tuning (--init-from) ------------------------------------------------------------
 
-# Settings that do not change the network's shape: they may differ from the source model.
-NON_ARCHITECTURE = {"dropout", "init", "init_gain"}
-
-
 def architecture_differences(cfg: Config, source: Config) -> list[str]:
     """'section.key: source A, this run B' for every feature or model setting that would make
-    the source's weights meaningless here (dropout and initialization may differ)."""
-    out = []
-    for section in ("features", "model"):
-        mine, theirs = asdict(getattr(cfg, section)), asdict(getattr(source, section))
-        for key in mine:
-            if section == "model" and key in NON_ARCHITECTURE:
-                continue
-            if mine[key] != theirs[key]:
-                out.append(f"{section}.{key}: source {theirs[key]!r}, this run {mine[key]!r}")
-    return out
+    the source's weights meaningless here (Config.architecture: dropout, initialization and
+    how much of a pretrained encoder trains may differ)."""
+    mine, theirs = cfg.architecture(), source.architecture()
+    return [f"{key}: source {theirs.get(key)!r}, this run {mine.get(key)!r}"
+            for key in dict.fromkeys([*theirs, *mine]) if mine.get(key) != theirs.get(key)]
 
 
 def load_init(cfg: Config, device):
@@ -462,7 +454,7 @@ def init_tokenizer(cfg: Config, source, train_path):
 def init_model(cfg: Config, source, tokenizer) -> tuple[torch.nn.Module, str]:
     """A model with the source's weights; the output layer is new when the vocabulary is.
     Returns (model, what was done, for the log and the console)."""
-    model = build_model(cfg.model, cfg.features.n_mels, tokenizer.vocab_size)
+    model = build_model(cfg, tokenizer.vocab_size)
     weights = source.model.state_dict()
     same = tokenizer.to_dict() == source.tokenizer.to_dict()
     if same:
@@ -575,8 +567,7 @@ def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val
              len(tr.used), len(tr.skipped), len(va.used), len(va.skipped), tokenizer.vocab_size)
 
     if source is None:
-        model = ckpt.model if ckpt else build_model(cfg.model, cfg.features.n_mels,
-                                                    tokenizer.vocab_size)
+        model = ckpt.model if ckpt else build_model(cfg, tokenizer.vocab_size)
     model.to(d.device)
     optimizer = make_optimizer(cfg, model)
     state = TrainState()

@@ -62,7 +62,7 @@ def make_model(out: Path) -> Path:
 
     cfg = Config().merged({"features": {"sample_rate": SR}})
     tok = build_tokenizer("char", ["zero one two three four five six seven eight nine"])
-    model = build_model(cfg.model, cfg.features.n_mels, tok.vocab_size)
+    model = build_model(cfg, tok.vocab_size)
     n = cfg.features.n_mels
     stats = FeatureStats(np.full(n, -5.0, np.float32), np.full(n, 3.0, np.float32), 1)
     return save_checkpoint(out / "untrained.pt", model=model, config=cfg, tokenizer=tok,

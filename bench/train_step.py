@@ -86,7 +86,7 @@ def main() -> int:
     cfg = Config()
     vocab = 32
     torch.manual_seed(0)
-    base = build_model(cfg.model, cfg.features.n_mels, vocab)
+    base = build_model(cfg, vocab)
     models = {v: copy.deepcopy(base) for v in args.variants}
     opts = {v: torch.optim.AdamW(m.parameters(), lr=1e-3) for v, m in models.items()}
     runners = {v: models[v] for v in args.variants}

@@ -54,5 +54,5 @@ def test_numbers_written_as_yaml_strings_are_converted_or_named():
     assert cfg.train.lr == 3e-3 and cfg.train.batch_size == 8 and cfg.train.max_minutes is None
     with pytest.raises(ConfigError, match="train.lr"):
         Config().merged({"train": {"lr": "fast"}})
-    with pytest.raises(ConfigError, match="model.hidden"):
+    with pytest.raises(ConfigError, match="model.crnn.hidden"):
         Config().merged({"model": {"hidden": [1, 2]}})

@@ -59,6 +59,6 @@ def load_initial_distance(a, b) -> float:
     from asrlab.models import build_model
 
     torch.manual_seed(a.config.train.seed)
-    fresh = build_model(a.config.model, a.config.features.n_mels, a.tokenizer.vocab_size)
+    fresh = build_model(a.config, a.tokenizer.vocab_size)
     return max(float((p - q).abs().max()) for p, q in
                zip(fresh.state_dict().values(), a.model.state_dict().values()))

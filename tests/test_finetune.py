@@ -106,7 +106,7 @@ def test_architecture_mismatch_is_a_clear_error(source, tiny_corpus, tmp_path):
     cfg = finetune_cfg(source).merged({"model": {"hidden": 64}, "features": {"n_mels": 40}})
     with pytest.raises(TrainingRefused) as e:
         setup(cfg, tiny_corpus, tmp_path / "ft")
-    assert "model.hidden: source 48, this run 64" in str(e.value)
+    assert "model.crnn.hidden: source 48, this run 64" in str(e.value)
     assert "features.n_mels: source 80, this run 40" in str(e.value)
     assert "Drop the settings" in str(e.value)
 
@@ -121,7 +121,7 @@ def test_cli_mismatch_and_missing_source_end_with_a_message_not_a_traceback(
     assert cli(tiny_corpus, tmp_path / "a", "--init-from", str(source),
                "--set", "model.hidden=64") == 1
     err = capsys.readouterr().err
-    assert "another architecture" in err and "model.hidden" in err
+    assert "another architecture" in err and "model.crnn.hidden" in err
     assert "Traceback" not in err
     assert cli(tiny_corpus, tmp_path / "b", "--init-from", str(tmp_path / "nowhere")) == 2
     err = capsys.readouterr().err
@@ -132,7 +132,7 @@ def test_cli_takes_the_source_architecture_and_fine_tuning_defaults(source, tmp_
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     o = overrides_from_args(parser.parse_args(["--init-from", str(source)]))
-    assert o["model"]["hidden"] == 48 and o["model"]["layers"] == 1
+    assert o["model"]["crnn"]["hidden"] == 48 and o["model"]["crnn"]["layers"] == 1
     assert o["features"] == SMALL.to_dict()["features"]
     assert {k: o["train"][k] for k in FINETUNE_TRAIN} == FINETUNE_TRAIN
     assert o["train"]["init_from"] == str(source)

@@ -201,7 +201,7 @@ def _tiny_checkpoint_args():
 
     cfg = SMALL
     tok = build_tokenizer(cfg.tokenizer, ["a b c"], cfg.vocab_size)
-    model = build_model(cfg.model, cfg.features.n_mels, tok.vocab_size)
+    model = build_model(cfg, tok.vocab_size)
     stats = FeatureStats(torch.zeros(cfg.features.n_mels).numpy(),
                          torch.ones(cfg.features.n_mels).numpy(), 1)
     return dict(model=model, config=cfg, tokenizer=tok, stats=stats, meta={"epoch": 1})

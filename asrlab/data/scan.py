@@ -14,7 +14,7 @@ import numpy as np
 
 from asrlab.audio import AudioError, load_audio
 from asrlab.data.manifest import Skipped, Utterance
-from asrlab.features import LogMel, StatsAccumulator
+from asrlab.features import StatsAccumulator, feature_dim
 
 
 EMPTY_TRANSCRIPT = "empty transcript"
@@ -81,7 +81,7 @@ def native_rate(path: Path) -> int | None:
 
 
 def scan_split(split: str, utts: list[Utterance], sample_rate: int, tokenizer=None,
-               logmel: LogMel | None = None, keep_waves: bool = True,
+               logmel=None, keep_waves: bool = True,
                keep_feats: bool = False,
                problems: list[Skipped] = (),
                duration_bounds: tuple[float, float | None] = (0.0, None)) -> ScanResult:
@@ -91,7 +91,7 @@ def scan_split(split: str, utts: list[Utterance], sample_rate: int, tokenizer=No
     result = ScanResult(split, len(utts) + len(problems), [],
                         [problem_skipped(split, p) for p in problems])
     if logmel is not None:
-        result.stats = StatsAccumulator(logmel.cfg.n_mels)
+        result.stats = StatsAccumulator(feature_dim(logmel.cfg))
     for u in utts:
         reason = text_problem(u, tokenizer)
         if reason is not None:

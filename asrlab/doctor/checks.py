@@ -30,7 +30,8 @@ from asrlab.data.scan import (EMPTY_AFTER_NORMALIZATION, EMPTY_TRANSCRIPT, OOV_R
 from asrlab.ctc import frames_needed_rows
 from asrlab.doctor.featstats import compare_feature_stats, split_raw_stats
 from asrlab.doctor.findings import Finding, rank
-from asrlab.features import FeatureStats, LogMel
+from asrlab.features import FeatureStats, front_end
+from asrlab.frames import output_frames
 
 MAX_IDS = 50  # utterance ids listed in evidence per finding
 
@@ -270,17 +271,7 @@ def sample_rate_findings(scans: list[ScanResult], feature_rate: int) -> list[Fin
     return out
 
 
-# ---- lengths: CTC feasibility with the model's real subsampling --------------------------
-
-def output_frames(config, n_samples: np.ndarray, vocab_size: int) -> np.ndarray:
-    """Encoder output frames for waveforms of these sample counts (at the feature rate)."""
-    from asrlab.models import build_model
-
-    logmel = LogMel(config.features)
-    frames = torch.tensor([max(1, logmel.num_frames(int(n))) for n in n_samples])
-    model = build_model(config.model, config.features.n_mels, vocab_size)
-    return model.output_lengths(frames).numpy()
-
+# ---- lengths: CTC feasibility with the model's real subsampling (asrlab.frames) ----------
 
 def label_needs(texts: list[str], tokenizer) -> np.ndarray:
     """Frames CTC needs per transcript: labels + adjacent repeats (a blank between them)."""
@@ -297,7 +288,7 @@ def length_findings(scans: list[ScanResult], config, tokenizer, th: DataThreshol
         if not utts:
             continue
         samples = np.asarray([scan.waves[u.id].size for u in utts])
-        frames = output_frames(config, samples, tokenizer.vocab_size)
+        frames = output_frames(config, samples)
         need = label_needs([u.text for u in utts], tokenizer)
         bad = np.nonzero(frames < need)[0]
         ratio = frames / np.maximum(need, 1)
@@ -321,7 +312,7 @@ def length_findings(scans: list[ScanResult], config, tokenizer, th: DataThreshol
                 "(--model crnn-sub2, or seed-crnn) or BPE units, which need fewer frames than "
                 "characters (--tokenizer bpe)"))
         if scan.split == "train" and fastest > 1.0:
-            fast = output_frames(config, (samples / fastest).astype(int), tokenizer.vocab_size)
+            fast = output_frames(config, (samples / fastest).astype(int))
             tight = np.nonzero((fast < need) & (frames >= need))[0]
             if tight.size:
                 out.append(Finding(
@@ -396,6 +387,8 @@ def feature_findings(train_scan: ScanResult, val_scan: ScanResult, config, pipel
                      th: DataThresholds) -> tuple[list[Finding], dict]:
     """Val raw log-mel statistics against the training ones (the CMVN statistics the model
     is normalized with), per mel bin; plus per-utterance loudness outliers."""
+    if config.features.kind == "waveform":  # samples have no spectrum to compare: loudness only
+        return loudness_findings([train_scan, val_scan], th), {}
     ref = getattr(pipeline, "stats", None)
     if ref is None:
         if train_scan.stats is not None and train_scan.stats.n:
@@ -493,7 +486,7 @@ def check_manifests(train_path: str | Path, val_path: str | Path, config,
                                 + (" or change the text rules (config `text:`)" if raw else "")))
         return CheckReport(findings, {})
     tokenizer = build_tokenizer(config.tokenizer, texts, config.vocab_size)
-    logmel = LogMel(config.features)
+    logmel = front_end(config.features)
     tr = scan_split("train", utts["train"], config.features.sample_rate, tokenizer, logmel,
                     duration_bounds=(config.train.min_duration, config.train.max_duration))
     va = scan_split("val", utts["val"], config.features.sample_rate, tokenizer)

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from asrlab.doctor.findings import Finding
-from asrlab.features import FeatureStats, LogMel, StatsAccumulator
+from asrlab.features import FeatureStats, StatsAccumulator, feature_dim, front_end
 
 DB_PER_NAT = 10 / np.log(10)  # 4.343: log power in nats -> dB
 
 
 def split_raw_stats(scan, features_cfg) -> FeatureStats | None:
     """Raw log-mel statistics of a scanned split's kept waveforms (None when none)."""
-    logmel, acc = LogMel(features_cfg), StatsAccumulator(features_cfg.n_mels)
+    logmel, acc = front_end(features_cfg), StatsAccumulator(feature_dim(features_cfg))
     for u in scan.used:
         wave = scan.waves.get(u.id)
         if wave is not None:

@@ -8,8 +8,8 @@ attention through rotary embeddings (RoPE: relative by construction, no length l
 parameters). Padding never changes a real frame's output: attention gets a key padding mask,
 the depthwise convolution sees zeros on padded frames, and normalization is LayerNorm (per frame)
 where the original used BatchNorm (whose batch statistics would mix utterances). Sizes come from
-`ModelConfig`: d_model, heads, ff_mult, conv_kernel, layers, dropout; conv_channels sets the
-subsampling convolution's width.
+`ModelConfig.conformer`: d_model, heads, ff_mult, conv_kernel, layers (and model.dropout);
+conv_channels sets the subsampling convolution's width.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asrlab.config import FeatureConfig, ModelConfig
 from asrlab.ctc import time_mask
 from asrlab.models.crnn import ConvFrontEnd
 
@@ -128,6 +129,7 @@ class ConformerEncoder(nn.Module):
         self.blocks = nn.ModuleList(ConformerBlock(d_model, heads, ff_mult, kernel, dropout)
                                     for _ in range(layers))
         self.out_dim = d_model
+        self.stages = self.frontend.stages
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return self.frontend.output_lengths(lengths)
@@ -143,7 +145,8 @@ class ConformerEncoder(nn.Module):
         return x, lengths
 
 
-def conformer(n_mels: int, cfg) -> ConformerEncoder:
-    """Registry entry "conformer": sizes from ModelConfig."""
-    return ConformerEncoder(n_mels, cfg.conv_channels, cfg.d_model, cfg.heads, cfg.ff_mult,
-                            cfg.conv_kernel, cfg.layers, cfg.dropout)
+def conformer(features: FeatureConfig, m: ModelConfig) -> ConformerEncoder:
+    """Registry entry "conformer": sizes from model.conformer."""
+    c = m.conformer
+    return ConformerEncoder(features.n_mels, c.conv_channels, c.d_model, c.heads, c.ff_mult,
+                            c.conv_kernel, c.layers, m.dropout)

@@ -12,12 +12,9 @@ import re
 import torch
 from torch import nn
 
+from asrlab.config import FeatureConfig, ModelConfig
 from asrlab.ctc import time_mask
-
-
-def conv_out_length(lengths: torch.Tensor, stride: int) -> torch.Tensor:
-    """Frames out of a kernel-3, padding-1 convolution with this stride."""
-    return lengths if stride == 1 else torch.div(lengths - 1, stride, rounding_mode="floor") + 1
+from asrlab.frames import conv3, stage_lengths
 
 
 class ConvFrontEnd(nn.Module):
@@ -27,6 +24,7 @@ class ConvFrontEnd(nn.Module):
                  freq_strides: tuple[int, ...], batch_norm: bool = True):
         super().__init__()
         self.time_strides = time_strides
+        self.stages = conv3(*time_strides)  # the time axis (asrlab.frames)
         layers, in_ch, f = [], 1, n_mels
         for ts, fs in zip(time_strides, freq_strides):
             block = [nn.Conv2d(in_ch, channels, 3, stride=(ts, fs), padding=1)]
@@ -39,15 +37,13 @@ class ConvFrontEnd(nn.Module):
         self.out_dim = channels * f
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        for ts in self.time_strides:
-            lengths = conv_out_length(lengths, ts)
-        return lengths
+        return stage_lengths(lengths, self.stages)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor):
         x = x.unsqueeze(1)  # (B, 1, T, F)
-        for layer, ts in zip(self.layers, self.time_strides):
+        for layer, stage in zip(self.layers, self.stages):
             x = layer(x)  # (B, C, T', F')
-            lengths = conv_out_length(lengths, ts)
+            lengths = stage.apply(lengths)
             x = x * time_mask(lengths, x.shape[2])[:, None, :, None]
         B, C, T, F = x.shape
         return x.permute(0, 2, 1, 3).reshape(B, T, C * F), lengths  # (B, T', C*F')
@@ -113,6 +109,7 @@ class CRNNEncoder(nn.Module):
             if project else nn.Identity()
         self.rnn = BiLSTM(hidden if project else dim, hidden, layers, dropout)
         self.out_dim = self.rnn.out_dim
+        self.stages = self.frontend.stages
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return self.frontend.output_lengths(lengths)
@@ -123,24 +120,29 @@ class CRNNEncoder(nn.Module):
         return self.rnn(x, lengths)  # (B, T', 2H)
 
 
-def seed_crnn(n_mels: int, cfg) -> CRNNEncoder:
+def _crnn(features: FeatureConfig, m: ModelConfig, time_strides: tuple[int, ...],
+          **kw) -> CRNNEncoder:
+    c = m.crnn
+    return CRNNEncoder(features.n_mels, c.conv_channels, c.hidden, c.layers, m.dropout,
+                       time_strides=time_strides, freq_strides=(2, 2), **kw)
+
+
+def seed_crnn(features: FeatureConfig, m: ModelConfig) -> CRNNEncoder:
     """The `seed-crnn` preset's encoder (also `seed-report`'s): 2 Conv2D layers of 64 channels
     (stride 2 in frequency only, so T stays at the feature frame rate, 1000 / features.hop_ms
     per second, as in the `seed-report` run's 438-frame dumps), 2-layer BiLSTM of 256."""
-    return CRNNEncoder(n_mels, cfg.conv_channels, cfg.hidden, cfg.layers, cfg.dropout,
-                       time_strides=(1, 1), freq_strides=(2, 2), project=False, batch_norm=False)
+    return _crnn(features, m, (1, 1), project=False, batch_norm=False)
 
 
-def crnn_sub2(n_mels: int, cfg) -> CRNNEncoder:
+def crnn_sub2(features: FeatureConfig, m: ModelConfig) -> CRNNEncoder:
     """crnn-sub4 with 2x time subsampling (50 frames/s): twice the recurrent cost, for words
     spoken faster than 25 characters a second (short, tightly trimmed clips; CTC needs a frame
     per character, and one more between repeats)."""
-    return CRNNEncoder(n_mels, cfg.conv_channels, cfg.hidden, cfg.layers, cfg.dropout,
-                       time_strides=(2, 1), freq_strides=(2, 2), project=True)
+    return _crnn(features, m, (2, 1), project=True)
 
 
-def crnn_sub4(n_mels: int, cfg) -> CRNNEncoder:
+def crnn_sub4(features: FeatureConfig, m: ModelConfig) -> CRNNEncoder:
     """Default: 4x time subsampling in the conv front end, then a BiLSTM at 25 frames/s.
     Subsampling first makes the recurrent layers 4x cheaper, which is what a CPU needs."""
-    return CRNNEncoder(n_mels, cfg.conv_channels, cfg.hidden, cfg.layers, cfg.dropout,
-                       time_strides=(2, 2), freq_strides=(2, 2), project=True)
+    return _crnn(features, m, (2, 2), project=True)
+

@@ -1,7 +1,8 @@
 """Encoder + CTC head, and `build_model` from a config.
 
 `CTCModel.forward(feats (B, T, F), lengths (B,)) -> (log_probs (B, T', V), lengths (B,))`.
-`output_lengths` gives T' without running the model (used by the doctor's feasibility check).
+`output_lengths` gives T' without running the model; it is asrlab.frames' arithmetic on the
+encoder's declared stages, which `asrlab.frames.output_frames` computes without torch.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from asrlab.config import ModelConfig
+from asrlab.config import Config
 from asrlab.models.registry import MODELS, check_model_name
 
 
@@ -29,13 +30,16 @@ class CTCModel(nn.Module):
         return logits.log_softmax(dim=-1), lengths
 
 
-def init_weights(model: nn.Module, scheme: str | None, gain: float) -> None:
+def init_weights(model: nn.Module, scheme: str | None, gain: float,
+                 skip: set[str] = frozenset()) -> None:
     """None keeps PyTorch's defaults (the right choice for these layers). "xavier" applies
     xavier_uniform_(gain) to every weight matrix: with gain 0.1, as the `seed-report` preset does,
     the head starts near-uniform and the model sits in the blank phase far longer."""
     if scheme is None:
         return
     for name, p in model.named_parameters():
+        if name in skip:
+            continue
         if p.dim() >= 2:
             if scheme == "xavier":
                 nn.init.xavier_uniform_(p, gain=gain)
@@ -45,8 +49,18 @@ def init_weights(model: nn.Module, scheme: str | None, gain: float) -> None:
             nn.init.zeros_(p)
 
 
-def build_model(cfg: ModelConfig, n_mels: int, vocab_size: int) -> CTCModel:
-    check_model_name(cfg.name)
-    model = CTCModel(MODELS[cfg.name](n_mels, cfg), vocab_size, cfg.dropout)
-    init_weights(model, cfg.init, cfg.init_gain)
+def build_model(config: Config, vocab_size: int) -> CTCModel:
+    """The network `config` describes (features in, vocab_size log-probs out), freshly
+    initialized; a pretrained encoder's weights are loaded separately
+    (asrlab.models.pretrained.load_encoder_weights) or with a checkpoint's state dict."""
+    m = config.model
+    check_model_name(m.name)
+    model = CTCModel(MODELS[m.name](config.features, m), vocab_size, m.dropout)
+    init_weights(model, m.init, m.init_gain, skip=frozen_names(model))
     return model
+
+
+def frozen_names(model: nn.Module) -> set[str]:
+    """Parameters that come pretrained (never re-initialized by model.init)."""
+    return {f"encoder.backbone.{n}" for n, _ in model.encoder.backbone.named_parameters()} \
+        if hasattr(model.encoder, "backbone") else set()

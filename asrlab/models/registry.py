@@ -1,4 +1,5 @@
-"""Model registry: name -> encoder factory `(n_mels, ModelConfig) -> encoder`.
+"""Model registry: name -> encoder factory `(FeatureConfig, ModelConfig) -> Encoder`
+(asrlab.models.encoder).
 
 The names are those of asrlab.config.MODEL_NAMES (what `Config.validate` accepts; config sits
 below the models and does not import them); tests/models/test_registry.py checks they agree.
@@ -7,20 +8,14 @@ below the models and does not import them); tests/models/test_registry.py checks
 from __future__ import annotations
 
 from asrlab.config import ConfigError
+from asrlab.models.conformer import conformer
 from asrlab.models.crnn import crnn_sub2, crnn_sub4, seed_crnn
-
-
-def _conformer(n_mels, cfg):
-    from asrlab.models.conformer import conformer
-
-    return conformer(n_mels, cfg)
-
 
 MODELS = {
     "crnn-sub4": crnn_sub4,
     "crnn-sub2": crnn_sub2,
     "seed-crnn": seed_crnn,
-    "conformer": _conformer,
+    "conformer": conformer,
 }
 
 

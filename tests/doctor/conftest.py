@@ -53,8 +53,10 @@ def tiny_model(n_mels: int, vocab: int, init: str | None = None, gain: float = 1
     from asrlab.models import build_model
 
     torch.manual_seed(seed)
-    return build_model(ModelConfig(name="crnn-sub4", conv_channels=8, hidden=48, layers=1,
-                                   dropout=0.0, init=init, init_gain=gain), n_mels, vocab)
+    cfg = Config.from_dict({"model": {"name": "crnn-sub4", "conv_channels": 8, "hidden": 48,
+                                      "layers": 1, "dropout": 0.0, "init": init,
+                                      "init_gain": gain}, "features": {"n_mels": n_mels}})
+    return build_model(cfg, vocab)
 
 
 def make_batch(data, idx, zero_input: bool = False):

@@ -4,12 +4,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asrlab.config import Config, ModelConfig
+from asrlab.config import Config, ConformerConfig, FeatureConfig, ModelConfig
 from asrlab.models import build_model
 from asrlab.models.conformer import ConformerEncoder, apply_rotary, rotary_tables
 
-SMALL = ModelConfig(name="conformer", d_model=64, heads=4, ff_mult=2, conv_kernel=7, layers=2,
-                    conv_channels=16, dropout=0.1)
+SMALL = ModelConfig(name="conformer", dropout=0.1, conformer=ConformerConfig(
+    d_model=64, heads=4, ff_mult=2, conv_kernel=7, layers=2, conv_channels=16))
+
+
+def model_of(m: ModelConfig, n_mels: int, vocab: int):
+    return build_model(Config(model=m, features=FeatureConfig(n_mels=n_mels)), vocab)
 
 
 def padded(feats: list[torch.Tensor], pad_value: float = 0.0) -> torch.Tensor:
@@ -22,7 +26,7 @@ def padded(feats: list[torch.Tensor], pad_value: float = 0.0) -> torch.Tensor:
 @pytest.mark.parametrize("pad_value", [0.0, 7.0])  # whatever the padding holds
 def test_padding_invariance_batched_equals_one_by_one(pad_value):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name="conformer"), 80, 30).eval()  # default sizes
+    model = model_of(ModelConfig(name="conformer"), 80, 30).eval()  # default sizes
     lengths = torch.tensor([173, 64, 9, 120])  # absolute frame counts
     feats = [torch.randn(int(n), 80) for n in lengths]
     with torch.no_grad():
@@ -49,7 +53,7 @@ def test_padded_frames_do_not_leak_into_real_frames():
 
 
 def test_output_lengths_match_forward_and_4x_subsampling():
-    model = build_model(SMALL, 80, 10).eval()
+    model = model_of(SMALL, 80, 10).eval()
     lengths = torch.tensor([401, 400, 7, 1])
     with torch.no_grad():
         lp, out = model(torch.randn(4, 401, 80), lengths)
@@ -60,7 +64,7 @@ def test_output_lengths_match_forward_and_4x_subsampling():
 
 
 def test_sizes_come_from_the_config():
-    enc = build_model(SMALL, 80, 10).encoder
+    enc = model_of(SMALL, 80, 10).encoder
     assert enc.out_dim == 64 and len(enc.blocks) == 2
     assert enc.blocks[0].conv.depthwise.kernel_size == (7,)
     assert enc.blocks[0].attn.heads == 4
@@ -86,7 +90,7 @@ def test_rotary_attention_scores_depend_on_relative_position_only():
 def test_tiny_overfit_loss_falls_a_lot():
     """Four fixed utterances (random features, distinct targets): the loss must fall >10x."""
     torch.manual_seed(0)
-    model = build_model(SMALL, 40, 8)
+    model = model_of(SMALL, 40, 8)
     lengths = torch.tensor([80, 72, 64, 56])
     x = padded([torch.randn(int(n), 40) for n in lengths])
     targets = torch.tensor([[1, 2, 3, 4, 5], [6, 7, 1, 2, 0], [3, 5, 7, 0, 0], [2, 4, 6, 1, 0]])

@@ -3,8 +3,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from asrlab.config import ModelConfig, preset
+from asrlab.config import Config, CRNNConfig, FeatureConfig, ModelConfig, preset
 from asrlab.models import build_model
+
+
+def model_of(m: ModelConfig, n_mels: int, vocab: int):
+    return build_model(Config(model=m, features=FeatureConfig(n_mels=n_mels)), vocab)
 
 
 @pytest.mark.parametrize("name", ["crnn-sub4", "crnn-sub2", "seed-crnn"])
@@ -12,7 +16,7 @@ def test_padding_invariance_batched_equals_one_by_one(name):
     torch.manual_seed(0)
     cfg = preset("seed-crnn" if name == "seed-crnn" else "default").model
     cfg = replace(cfg, name=name)
-    model = build_model(cfg, 80, 30).eval()
+    model = model_of(cfg, 80, 30).eval()
     lengths = torch.tensor([173, 64, 120])
     feats = [torch.randn(int(n), 80) for n in lengths]
     x = torch.zeros(3, 173, 80)
@@ -27,7 +31,7 @@ def test_padding_invariance_batched_equals_one_by_one(name):
 
 
 def test_output_lengths_match_forward():
-    model = build_model(ModelConfig(), 80, 10).eval()
+    model = model_of(ModelConfig(), 80, 10).eval()
     lengths = torch.tensor([401, 400, 7, 1])
     with torch.no_grad():
         _, out = model(torch.randn(4, 401, 80), lengths)
@@ -37,7 +41,7 @@ def test_output_lengths_match_forward():
 
 def test_crnn_sub2_keeps_twice_the_frames_of_crnn_sub4():
     lengths = torch.tensor([401, 400, 7, 1])
-    sub2 = build_model(ModelConfig(name="crnn-sub2"), 80, 10).eval()
+    sub2 = model_of(ModelConfig(name="crnn-sub2"), 80, 10).eval()
     with torch.no_grad():
         _, out = sub2(torch.randn(4, 401, 80), lengths)
     assert torch.equal(out, sub2.output_lengths(lengths))
@@ -45,15 +49,15 @@ def test_crnn_sub2_keeps_twice_the_frames_of_crnn_sub4():
 
 
 def test_log_softmax_over_vocabulary():
-    model = build_model(ModelConfig(), 80, 12).eval()
+    model = model_of(ModelConfig(), 80, 12).eval()
     with torch.no_grad():
         lp, _ = model(torch.randn(2, 50, 80), torch.tensor([50, 40]))
     assert torch.allclose(lp.exp().sum(-1), torch.ones(2, lp.shape[1]), atol=1e-5)
 
 
 def test_seed_report_init_shrinks_weights():
-    default = build_model(preset("seed-crnn").model, 80, 33)
-    report = build_model(preset("seed-report").model, 80, 33)
+    default = model_of(preset("seed-crnn").model, 80, 33)
+    report = model_of(preset("seed-report").model, 80, 33)
     # xavier(gain 0.1) bound for the 512->33 head is 0.1*sqrt(6/545) = 0.0105 vs PyTorch's
     # 1/sqrt(512) = 0.044; for the LSTM weights it is ~9x smaller than the default.
     assert report.head.weight.abs().max() < 0.3 * default.head.weight.abs().max()
@@ -99,11 +103,11 @@ def test_bilstm_loads_checkpoints_of_the_stacked_layout():
     """Checkpoints written when BiLSTM held one stacked nn.LSTM (`rnn.weight_ih_l0_reverse`)
     still load, into the same weights."""
     torch.manual_seed(0)
-    model = build_model(ModelConfig(hidden=16, layers=2, conv_channels=4), 20, 7).eval()
+    model = model_of(ModelConfig(crnn=CRNNConfig(hidden=16, layers=2, conv_channels=4)), 20, 7).eval()
     ref = _stacked_twin(model.encoder.rnn)
     old = {k: v for k, v in model.state_dict().items() if ".rnn." not in k}
     old.update({f"encoder.rnn.rnn.{k}": v for k, v in ref.state_dict().items()})
-    fresh = build_model(ModelConfig(hidden=16, layers=2, conv_channels=4), 20, 7).eval()
+    fresh = model_of(ModelConfig(crnn=CRNNConfig(hidden=16, layers=2, conv_channels=4)), 20, 7).eval()
     fresh.load_state_dict(old)  # strict: every key must be mapped
     x, lengths = torch.randn(2, 30, 20), torch.tensor([30, 17])
     with torch.no_grad():

@@ -13,4 +13,4 @@ def test_config_names_and_the_registry_agree():
 
 def test_unknown_model_is_refused_by_build_model_too():
     with pytest.raises(ValueError, match="crnn-sub4"):
-        build_model(ModelConfig(name="nope"), 80, 10)
+        build_model(Config(model=ModelConfig(name="nope")), 10)
