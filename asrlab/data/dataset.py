@@ -29,7 +29,7 @@ from asrlab.features import FeaturePipeline, spec_augment, vtlp_factor
 class Example:
     id: str
     text: str
-    feats: np.ndarray  # (T, F)
+    feats: np.ndarray  # (T, F); with encoder states (T, S, D)
     tokens: list[int]
 
 
@@ -37,7 +37,7 @@ class Example:
 class Batch:
     ids: list[str]
     texts: list[str]
-    feats: torch.Tensor  # (B, T, F), zero-padded
+    feats: torch.Tensor  # (B, T, F) or (B, T, S, D) encoder states, zero-padded
     feat_lens: torch.Tensor  # (B,) frames
     targets: torch.Tensor  # (B, L) token ids, zero-padded
     target_lens: torch.Tensor  # (B,)
@@ -48,11 +48,12 @@ class Batch:
 
 
 def collate(examples: list[Example]) -> Batch:
+    """Pad to (B, T, ...) features (log-mels (T, F), or a frozen encoder's states (T, S, D))
+    and (B, L) targets."""
     B = len(examples)
     T = max(e.feats.shape[0] for e in examples)
-    F = examples[0].feats.shape[1]
     L = max(1, max(len(e.tokens) for e in examples))
-    feats = torch.zeros(B, T, F)
+    feats = torch.zeros(B, T, *examples[0].feats.shape[1:])
     targets = torch.zeros(B, L, dtype=torch.long)
     for b, e in enumerate(examples):
         feats[b, :e.feats.shape[0]] = torch.from_numpy(e.feats)

@@ -52,10 +52,12 @@ class FeatureCache:
     """(utterance index, speed factor) -> raw log-mel (T, F), bounded in memory."""
 
     def __init__(self, cfg: FeatureConfig, utts: list[Utterance], memory_mb: float,
-                 disk_dir: str | Path | None = None):
+                 disk_dir: str | Path | None = None, namespace: str | None = None):
+        """`namespace` names the disk folder (default: a hash of `cfg`); the encoder-state
+        cache (asrlab.encoder_cache) gives one that names the encoder too."""
         self.utts = utts
         self.limit = int(memory_mb * 2 ** 20)
-        self.disk = Path(disk_dir) / config_namespace(cfg) if disk_dir else None
+        self.disk = Path(disk_dir) / (namespace or config_namespace(cfg)) if disk_dir else None
         self.memory: dict[tuple[int, float], np.ndarray] = {}
         self.bytes = 0
         self.hits = self.misses = 0
