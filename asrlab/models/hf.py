@@ -89,21 +89,21 @@ class HFEncoder(LayeredEncoder):
             lengths = ((lengths - kernel) // stride + 1).clamp(min=0)
         return lengths
 
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's last_hidden_state, padded frames zero (no hooks: export traces this)."""
+        x, lengths, mask = self.inputs(x, lengths)
+        y = self.model(x, attention_mask=mask).last_hidden_state  # (B, T', D)
+        (y,), lengths = self.zero_padding([y], lengths)
+        return y, lengths
+
     def forward_layers(self, x: torch.Tensor, lengths: torch.Tensor, upto: int | None = None
                        ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """transformers' hidden_states: the input of the first layer, then each layer's output
         (the last one as last_hidden_state: after the final LayerNorm of the stable-layer-norm
         models); `upto` < num_layers stops after that many layers. Padded frames zero."""
         upto = self.check_upto(upto)
-        if x.dim() == 3 and x.shape[2] == 1:
-            x = x[..., 0]  # (B, S, 1) -> (B, S)
-        if x.dim() != 2:
-            raise ValueError(f"a waveform encoder takes (batch, samples) or (batch, samples, 1), "
-                             f"got shape {tuple(x.shape)}")
-        lengths = lengths.to(device=x.device, dtype=torch.long)
-        x = normalize_waveform(x, lengths) if self.normalize \
-            else torch.where(time_mask(lengths, x.shape[1]), x, 0.0)
-        mask = time_mask(lengths, x.shape[1]).long() if self.use_mask else None  # (B, S)
+        x, lengths, mask = self.inputs(x, lengths)
         states: list[torch.Tensor] = []
 
         def first(module, args, kwargs):  # the input of layer 0: hidden_states[0]
@@ -119,13 +119,30 @@ class HFEncoder(LayeredEncoder):
         hooks = [self.blocks[0].register_forward_pre_hook(first, with_kwargs=True)]
         hooks += [block.register_forward_hook(after) for block in self.blocks[:upto]]
         try:
-            out = self.model(x, attention_mask=mask)
-            states[-1] = out.last_hidden_state
+            states[-1:] = [self.model(x, attention_mask=mask).last_hidden_state]
         except _Stop:
             pass
         finally:
             for hook in hooks:
                 hook.remove()
+        return self.zero_padding(states, lengths)
+
+    def inputs(self, x: torch.Tensor, lengths: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(B, S) or (B, S, 1) -> the model's input_values (B, S), lengths, attention mask."""
+        if x.dim() == 3 and x.shape[2] == 1:
+            x = x[..., 0]  # (B, S, 1) -> (B, S)
+        if x.dim() != 2:
+            raise ValueError(f"a waveform encoder takes (batch, samples) or (batch, samples, 1), "
+                             f"got shape {tuple(x.shape)}")
+        lengths = lengths.to(device=x.device, dtype=torch.long)
+        real = time_mask(lengths, x.shape[1])  # (B, S)
+        x = normalize_waveform(x, lengths) if self.normalize else torch.where(real, x, 0.0)
+        return x, lengths, real.long() if self.use_mask else None
+
+    def zero_padding(self, states: list[torch.Tensor], lengths: torch.Tensor):
+        """States (B, T', D) with the frames past each utterance's output length zeroed, and
+        those output lengths."""
         out_lengths = self.output_lengths(lengths)
         keep = time_mask(out_lengths, states[0].shape[1])[..., None]  # (B, T', 1)
         return [torch.where(keep, s, 0.0) for s in states], out_lengths

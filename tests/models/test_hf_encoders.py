@@ -106,7 +106,8 @@ def test_upto_and_the_modules_the_downstream_uses(waveform_models):
         full, _ = encoder.forward_layers(x, lengths)
         two, _ = encoder.forward_layers(x, lengths, upto=2)
         none, _ = encoder.forward_layers(x, lengths, upto=0)
-    assert len(two) == 3 and len(none) == 1
+        y, _ = encoder(x, lengths)
+    assert len(two) == 3 and len(none) == 1 and torch.equal(y, full[-1])
     assert all(torch.equal(a, b) for a, b in zip(two, full)) and torch.equal(none[0], full[0])
     assert encoder.blocks is encoder.model.encoder.layers
     assert encoder.num_layers == len(encoder.blocks) == WAVEFORM_LAYERS and encoder.out_dim == 32
