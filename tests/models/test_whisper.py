@@ -155,14 +155,14 @@ def test_gradients_reach_the_blocks_and_stay_out_of_padding(tiny):
     tiny.zero_grad()
 
 
-def synthetic_speechlike(seconds: float, seed: int = 0) -> np.ndarray:
-    """A few harmonics gliding in pitch, with an envelope and a little noise (16 kHz)."""
+def chirps(seconds: float, seed: int = 0) -> np.ndarray:
+    """Rising tones, 0.25 s each, over a little noise (16 kHz): a signal with structure."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(16000 * seconds)) / 16000
-    f0 = 120 + 40 * np.sin(2 * np.pi * 0.5 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / 16000
-    wave = sum(np.sin(k * phase) / k for k in range(1, 8)) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
-    return (0.1 * wave + 0.005 * rng.standard_normal(t.size)).astype(np.float32)
+    local = t % 0.25
+    wave = 0.2 * np.sin(2 * np.pi * (200 + 2000 * local) * local) * np.hanning(4000)[
+        (local * 16000).astype(int)]
+    return (wave + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
 
 
 def installed(name: str):
@@ -176,7 +176,7 @@ def test_tiny_en_bundle_matches_ctranslate2_encode():
     files = installed("whisper-tiny.en")
     model = WhisperEncoder.from_ct2(read_ct2(files, select=lambda n: n.startswith("encoder/")))
     assert model.dims == WhisperDims(80, 384, 6, 4, 1500)
-    mels = WhisperLogMel()(synthetic_speechlike(3.0))[None]  # (1, 300, 80)
+    mels = WhisperLogMel()(chirps(3.0))[None]  # (1, 300, 80)
     ours, _ = encode(model.eval(), mels)
     ref = ct2_encode(files[0].parent, mels)
     assert ours.shape == ref.shape == (1, 150, 384)
@@ -188,7 +188,7 @@ def test_base_bundle_read_in_parts_matches_ctranslate2_encode():
     files = installed("whisper-base")
     model = WhisperEncoder.from_ct2(read_ct2(files, select=lambda n: n.startswith("encoder/")))
     assert model.dims == WhisperDims(80, 512, 8, 6, 1500)
-    mels = WhisperLogMel()(synthetic_speechlike(3.0, seed=1))[None]
+    mels = WhisperLogMel()(chirps(3.0, seed=1))[None]
     ours, _ = encode(model.eval(), mels)
     folder = files[0].parent  # CTranslate2 gets the joined model.bin from memory, not disk
     joined = {f.name: f.read_bytes() for f in folder.iterdir()
