@@ -37,7 +37,7 @@ apt-test:
 	fi
 
 install-test: install apt-test apt-engines
-	$(PIP) install --quiet -e ".[product,bpe,augment,tts,test]"
+	$(PIP) install --quiet -e ".[product,bpe,augment,tts,test,whisper]"
 
 demo: install apt-engines
 	$(PYTHON) -m asrlab synth --out $(DATA)

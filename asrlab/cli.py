@@ -24,6 +24,7 @@ VERBS = {
     "tune-lm": ("asrlab.commands.tune_lm", "grid-search LM weight and word score"),
     "export": ("asrlab.commands.export", "export a model to ONNX (checks parity)"),
     "serve": ("asrlab.commands.serve", "HTTP server with a web page"),
+    "encoders": ("asrlab.commands.encoders", "list the pretrained speech encoders (Whisper, wav2vec2, ...) found"),
 }
 
 

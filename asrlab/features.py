@@ -232,3 +232,61 @@ def spec_augment(feats: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator
         t0 = int(rng.integers(0, max(1, T - w + 1)))
         feats[t0:t0 + w, :] = 0.0
     return feats
+
+
+class WhisperLogMel:
+    """Whisper's own log-mel (openai/whisper audio.py `log_mel_spectrogram`), in NumPy: waveform
+    (S,) float32 at 16 kHz -> (T, n_mels) float32, T = S // hop (a centered STFT, reflect padding,
+    the last frame dropped). Power spectrum of a periodic-Hann 400-sample window every 160
+    samples, Slaney mel filters (librosa's defaults, as Whisper's mel_filters.npz), log10 of at
+    least 1e-10, floored 8 below the utterance's maximum, then (x + 4) / 4. Not padded to 30 s
+    (asrlab.models.whisper.WhisperEncoder pads when asked to). No statistics: the weights fix it."""
+
+    def __init__(self, n_mels: int = 80, sample_rate: int = 16000, n_fft: int = 400,
+                 hop: int = 160):
+        self.n_mels, self.sample_rate, self.n_fft, self.hop = n_mels, sample_rate, n_fft, hop
+        self.window = np.hanning(n_fft + 1)[:-1]  # periodic Hann (torch.hann_window's default)
+        self.fbank = self.slaney_filterbank(sample_rate, n_fft, n_mels)
+
+    def num_frames(self, num_samples: int) -> int:
+        return num_samples // self.hop
+
+    def __call__(self, wave: np.ndarray) -> np.ndarray:
+        wave = np.asarray(wave, dtype=np.float32)
+        n = self.num_frames(wave.shape[0])
+        if n == 0:
+            return np.zeros((0, self.n_mels), np.float32)
+        padded = np.pad(wave, self.n_fft // 2, mode="reflect")  # torch.stft(center=True)
+        frames = np.lib.stride_tricks.sliding_window_view(padded, self.n_fft)[::self.hop][:n]
+        power = np.abs(np.fft.rfft(frames * self.window, axis=1)) ** 2  # (T, n_fft//2+1)
+        log = np.log10(np.maximum(power @ self.fbank, LOG_FLOOR))  # (T, n_mels)
+        log = np.maximum(log, log.max() - 8.0)
+        return ((log + 4.0) / 4.0).astype(np.float32)
+
+    @staticmethod
+    def slaney_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
+                          fmax: float | None = None) -> np.ndarray:
+        """(n_fft//2+1, n_mels) triangles on Slaney's mel scale (linear below 1 kHz,
+        logarithmic above), each scaled to unit area: librosa.filters.mel's defaults, written
+        here so that the feature code stays free of librosa and torch."""
+        f_sp, min_log_hz = 200.0 / 3, 1000.0
+        min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+
+        def to_mel(hz):
+            hz = np.asarray(hz, np.float64)
+            return np.where(hz >= min_log_hz,
+                            min_log_mel + np.log(np.maximum(hz, min_log_hz) / min_log_hz) / logstep,
+                            hz / f_sp)
+
+        def to_hz(mel):
+            return np.where(mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)),
+                            f_sp * mel)
+
+        fmax = sample_rate / 2 if fmax is None else fmax
+        freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+        edges = to_hz(np.linspace(to_mel(fmin), to_mel(fmax), n_mels + 2))
+        lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+        up = (freqs[None, :] - lower) / (center - lower)
+        down = (upper - freqs[None, :]) / (upper - center)
+        area = 2.0 / (upper - lower)  # Slaney normalization
+        return (np.maximum(0.0, np.minimum(up, down)) * area).T.astype(np.float32)
