@@ -45,7 +45,8 @@ import torch
 import torch.nn.functional as F
 
 from asrlab import distributed
-from asrlab.callbacks import TrainingCallback, as_callback
+from asrlab.callbacks import (EncoderFreeze, ThreadFollower, TrainingCallback, as_callback,
+                              follows_load)
 from asrlab.checkpoint import load as load_checkpoint
 from asrlab.checkpoint import save_checkpoint
 from asrlab.config import Config
@@ -60,11 +61,12 @@ from asrlab.data.tokenizer import Tokenizer, build_tokenizer
 from asrlab.decode.greedy import greedy_batch
 from asrlab.doctor.findings import Finding, has_errors, write_findings_json
 from asrlab.doctor.stats import EmissionStats
+from asrlab.finetune import InitFromError, init_model, init_tokenizer, load_init
 from asrlab.features import FeaturePipeline, LogMel
 from asrlab.metrics import error_rates
 from asrlab.models import build_model
 from asrlab.run_folder import RunLock, append_line, check_reuse, resume_checkpoint
-from asrlab.runtime import ThreadGovernor, cpu_has_bf16, default_threads
+from asrlab.runtime import cpu_has_bf16, default_threads
 
 log = logging.getLogger("asrlab.train")
 
@@ -410,144 +412,14 @@ def prepare_run_dir(run_dir: Path, resume: bool, is_main: bool, overwrite: bool 
         (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
 
 
-# ---- fine-tuning (--init-from) ------------------------------------------------------------
-
-# Settings that do not change the network's shape: they may differ from the source model.
-NON_ARCHITECTURE = {"dropout", "init", "init_gain"}
-
-
-def architecture_differences(cfg: Config, source: Config) -> list[str]:
-    """'section.key: source A, this run B' for every feature or model setting that would make
-    the source's weights meaningless here (dropout and initialization may differ)."""
-    out = []
-    for section in ("features", "model"):
-        mine, theirs = asdict(getattr(cfg, section)), asdict(getattr(source, section))
-        for key in mine:
-            if section == "model" and key in NON_ARCHITECTURE:
-                continue
-            if mine[key] != theirs[key]:
-                out.append(f"{section}.{key}: source {theirs[key]!r}, this run {mine[key]!r}")
-    return out
-
-
-def load_init(cfg: Config, device):
-    """The --init-from checkpoint, checked against this run's architecture."""
-    path = cfg.train.init_from
-    try:
-        source = load_checkpoint(path, device=device)
-    except (FileNotFoundError, ValueError) as e:
-        raise TrainingRefused(f"--init-from {path}: {e}") from None
-    differ = architecture_differences(cfg, source.config)
-    if differ:
-        raise TrainingRefused(
-            f"--init-from {path}: the model to fine-tune has another architecture than this "
-            f"run:\n  " + "\n  ".join(differ) + "\nDrop the settings that change it (with "
-            f"--init-from, asrlab train takes the source's model and features by default), or "
-            f"train from scratch without --init-from.")
-    return source
-
-
-def init_tokenizer(cfg: Config, source, train_path):
-    """The source's vocabulary when it can spell every training transcript (and the tokenizer
-    settings agree); None otherwise: a new vocabulary and a new output layer."""
-    if cfg.tokenizer != source.config.tokenizer or (
-            cfg.tokenizer == "bpe" and cfg.vocab_size != source.config.vocab_size):
-        return None
-    utts = read_transcripts(train_path, cfg.text, strict=False).utterances
-    if any(source.tokenizer.oov(u.text) for u in utts):
-        return None
-    return source.tokenizer
-
-
-def init_model(cfg: Config, source, tokenizer) -> tuple[torch.nn.Module, str]:
-    """A model with the source's weights; the output layer is new when the vocabulary is.
-    Returns (model, what was done, for the log and the console)."""
-    model = build_model(cfg.model, cfg.features.n_mels, tokenizer.vocab_size)
-    weights = source.model.state_dict()
-    same = tokenizer.to_dict() == source.tokenizer.to_dict()
-    if same:
-        model.load_state_dict(weights)
-        return model, (f"initialized from {source.path}: every weight, vocabulary of "
-                       f"{tokenizer.vocab_size} symbols kept")
-    head = {k for k in weights if k.startswith("head.")}
-    model.load_state_dict({k: v for k, v in weights.items() if k not in head}, strict=False)
-    return model, (f"initialized from {source.path}: encoder weights kept; output layer "
-                   f"re-initialized because the vocabulary differs (source "
-                   f"{source.tokenizer.vocab_size} symbols, this run {tokenizer.vocab_size}: "
-                   f"{vocabulary_change(source.tokenizer, tokenizer)})")
-
-
-def vocabulary_change(old, new) -> str:
-    if old.kind != new.kind:
-        return f"{old.kind} -> {new.kind} tokenizer"
-    added = [s for s in new.to_dict().get("symbols", []) if s not in set(old.to_dict().get(
-        "symbols", []))]
-    return f"new symbols {''.join(added)!r}" if added else "different symbols"
-
-
-THREAD_CHECK_S = 10.0  # how often training's threads are matched to the machine's load
-
-
-class ThreadFollower(TrainingCallback):
-    """Callback: torch's threads follow the cores other processes leave free
-    (asrlab.runtime.ThreadGovernor, checked every THREAD_CHECK_S). On when the user gave no
-    thread count and one process trains on the CPU (`follows_load`)."""
-
-    def __init__(self, max_threads: int, interval_s: float | None = None):
-        self.max_threads, self.governor = max_threads, None
-        self.interval_s = interval_s or THREAD_CHECK_S
-
-    def on_train_start(self, run) -> None:
-        self.governor = ThreadGovernor(self.max_threads, torch.set_num_threads, self.interval_s)
-
-    def on_step(self, run, step, log_probs, lengths, losses, batch) -> None:
-        n = self.governor.tick() if self.governor is not None else None
-        if n is not None:
-            text = (f"threads: {n} of {self.max_threads} (other processes keep "
-                    f"{self.governor.last_others:.1f} cores busy)")
-            run.log.info(text)
-            if run.notify is not None:
-                run.notify(text)
-
-
-def follows_load(cfg: Config, d) -> bool:
-    return cfg.train.threads is None and d.device.type == "cpu" and d.world == 1
-
-
-class EncoderFreeze(TrainingCallback):
-    """Callback: for the first N epochs only the output layer learns. The encoder's weights
-    have requires_grad off (AdamW skips them, weight decay included) and it runs in eval mode
-    (dropout off, BatchNorm statistics not updated), so it stays exactly as it was loaded."""
-
-    def __init__(self, epochs: int):
-        self.epochs, self.hook = epochs, None
-
-    def on_train_start(self, run) -> None:
-        if run.state.epoch < self.epochs:
-            encoder = run.model.encoder
-            for p in encoder.parameters():
-                p.requires_grad_(False)
-            self.hook = encoder.register_forward_pre_hook(self._eval)
-            run.log.info("encoder frozen for the first %d epoch(s): only the output layer "
-                         "trains", self.epochs)
-
-    @staticmethod
-    def _eval(module, _inputs) -> None:  # returns None: the inputs pass unchanged
-        module.eval()
-
-    def on_epoch_end(self, run, metrics, emissions) -> list:
-        if self.hook is not None and run.state.epoch >= self.epochs:
-            for p in run.model.encoder.parameters():
-                p.requires_grad_(True)
-            self.hook.remove()
-            self.hook = None
-            run.log.info("epoch %d: encoder unfrozen", run.state.epoch)
-        return []
-
-
 def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val_path,
                 ckpt, force: bool, callbacks: list | None) -> Setup:
-    source = load_init(cfg, d.device) if cfg.train.init_from and ckpt is None else None
+    source = None
+    if cfg.train.init_from and ckpt is None:
+        try:
+            source = load_init(cfg, d.device)
+        except InitFromError as e:
+            raise TrainingRefused(str(e)) from None
     known = ckpt.tokenizer if ckpt else init_tokenizer(cfg, source, train_path) if source else None
     tr, va, tokenizer, stats = scan_data(cfg, train_path, val_path, known, force)
     if ckpt is not None:
