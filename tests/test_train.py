@@ -119,3 +119,13 @@ def test_threads_follow_the_load_only_when_the_user_gave_no_count():
     assert not follows_load(short(1).merged({"train": {"threads": 2}}), one)
     assert not follows_load(short(1), SimpleNamespace(device=gpu, world=1))
     assert not follows_load(short(1), SimpleNamespace(device=cpu, world=2))  # torchrun ranks
+
+
+def test_epoch_totals_add_up_and_average_per_utterance():
+    from asrlab.distributed import Dist
+    from asrlab.train import EpochTotals
+
+    a, b = EpochTotals(3.0, 2, 1, 1.5), EpochTotals(1.0, 2, 0, 0.5)
+    assert a + b == EpochTotals(4.0, 4, 1, 2.0)
+    assert (a + b).mean_loss == 1.0 and EpochTotals().mean_loss == 0.0  # no utterance: 0
+    assert (a + b).reduced(Dist()) == a + b  # one process: nothing to sum
