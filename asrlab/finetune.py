@@ -42,8 +42,8 @@ def source_defaults(init_from: str | Path, user: Mapping, config_file: Path | No
                     preset_name: str = "default") -> dict:
     """Overrides ({"section": {"key": value}}) for a run fine-tuned from `init_from`: the
     source's features, model, text rules and tokenizer settings, and FINETUNE_TRAIN under the
-    default preset, for every key neither `user` (flags, --set) nor the `config_file` sets;
-    the user's values on top."""
+    default preset, for every key neither `user` (flags, --set) nor the `config_file` sets,
+    beside the user's values."""
     try:
         source = load_checkpoint(init_from).config.to_dict()
     except (FileNotFoundError, ValueError) as e:
@@ -51,24 +51,19 @@ def source_defaults(init_from: str | Path, user: Mapping, config_file: Path | No
     set_by_user = _keys(user)
     if config_file is not None:
         set_by_user |= _keys(yaml.safe_load(Path(config_file).read_text()) or {})
-    base: dict = {}
+    o = {section: dict(v) if isinstance(v, dict) else v for section, v in user.items()}
     for section in ("features", "model", "text"):
         for key, value in source[section].items():
             if (section, key) not in set_by_user and (section, None) not in set_by_user:
-                base.setdefault(section, {})[key] = value
+                o.setdefault(section, {})[key] = value
     for key in ("tokenizer", "vocab_size"):
         if (key, None) not in set_by_user:
-            base[key] = source[key]
+            o[key] = source[key]
     if preset_name == "default":
         for key, value in FINETUNE_TRAIN.items():
             if ("train", key) not in set_by_user:
-                base.setdefault("train", {})[key] = value
-    for section, values in user.items():
-        if isinstance(values, dict):
-            base.setdefault(section, {}).update(values)
-        else:
-            base[section] = values
-    return base
+                o.setdefault("train", {})[key] = value
+    return o
 
 
 def _keys(overrides: Mapping) -> set[tuple[str, str | None]]:
