@@ -40,7 +40,7 @@ class ScanResult:
     skipped: list[Skipped]
     waves: dict[str, np.ndarray] = field(default_factory=dict)  # id -> waveform (kept if asked)
     # id -> the raw log-mel the statistics were estimated from (kept only if asked), so the
-    # training feature cache starts with every 1.0x variant (asrlab.train.feature_cache)
+    # training feature cache starts with every 1.0x variant (asrlab.train_setup.feature_cache)
     feats: dict[str, np.ndarray] = field(default_factory=dict)
     sample_rates: dict[int, int] = field(default_factory=dict)  # native rate -> count
     stats: StatsAccumulator | None = None
