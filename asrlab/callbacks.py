@@ -7,11 +7,18 @@
 `asrlab.train` calls the hooks of `TrainingCallback` subclasses (TensorBoardCallback, the doctor's
 TrainingMonitor) directly. Any other object (a user's duck-typed class with
 some of the methods) is wrapped by `as_callback`, which forwards the methods it has.
+
+The trainer's own callbacks live here too: `ThreadFollower` (threads follow the machine's load)
+and `EncoderFreeze` (fine-tuning: only the output layer learns for the first N epochs).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import torch
+
+from asrlab.runtime import ThreadGovernor
 
 
 class TrainingCallback:
@@ -49,3 +56,64 @@ def as_callback(cb: Any) -> TrainingCallback:
     if all(hasattr(cb, name) for name in _HOOKS):  # a duck-typed class with every hook
         return cb
     return _Forwarding(cb)
+
+
+THREAD_CHECK_S = 10.0  # how often training's threads are matched to the machine's load
+
+
+class ThreadFollower(TrainingCallback):
+    """Callback: torch's threads follow the cores other processes leave free
+    (asrlab.runtime.ThreadGovernor, checked every THREAD_CHECK_S). On when the user gave no
+    thread count and one process trains on the CPU (`follows_load`)."""
+
+    def __init__(self, max_threads: int, interval_s: float | None = None):
+        self.max_threads, self.governor = max_threads, None
+        self.interval_s = interval_s or THREAD_CHECK_S
+
+    def on_train_start(self, run) -> None:
+        self.governor = ThreadGovernor(self.max_threads, torch.set_num_threads, self.interval_s)
+
+    def on_step(self, run, step, log_probs, lengths, losses, batch) -> None:
+        n = self.governor.tick() if self.governor is not None else None
+        if n is not None:
+            text = (f"threads: {n} of {self.max_threads} (other processes keep "
+                    f"{self.governor.last_others:.1f} cores busy)")
+            run.log.info(text)
+            if run.notify is not None:
+                run.notify(text)
+
+
+def follows_load(cfg, d) -> bool:
+    """Whether training attaches a ThreadFollower: no `train.threads` given, one CPU process."""
+    return cfg.train.threads is None and d.device.type == "cpu" and d.world == 1
+
+
+class EncoderFreeze(TrainingCallback):
+    """Callback: for the first N epochs only the output layer learns. The encoder's weights
+    have requires_grad off (AdamW skips them, weight decay included) and it runs in eval mode
+    (dropout off, BatchNorm statistics not updated), so it stays exactly as it was loaded."""
+
+    def __init__(self, epochs: int):
+        self.epochs, self.hook = epochs, None
+
+    def on_train_start(self, run) -> None:
+        if run.state.epoch < self.epochs:
+            encoder = run.model.encoder
+            for p in encoder.parameters():
+                p.requires_grad_(False)
+            self.hook = encoder.register_forward_pre_hook(self._eval)
+            run.log.info("encoder frozen for the first %d epoch(s): only the output layer "
+                         "trains", self.epochs)
+
+    @staticmethod
+    def _eval(module, _inputs) -> None:  # returns None: the inputs pass unchanged
+        module.eval()
+
+    def on_epoch_end(self, run, metrics, emissions) -> list:
+        if self.hook is not None and run.state.epoch >= self.epochs:
+            for p in run.model.encoder.parameters():
+                p.requires_grad_(True)
+            self.hook.remove()
+            self.hook = None
+            run.log.info("epoch %d: encoder unfrozen", run.state.epoch)
+        return []

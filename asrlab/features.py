@@ -165,7 +165,8 @@ class Waveform:
 def front_end(cfg: FeatureConfig):
     """The features step `cfg.kind` names: a callable wave (S,) -> (T, F) with num_frames."""
     if cfg.kind == "whisper":
-        return WhisperLogMel(cfg)
+        return WhisperLogMel(cfg.n_mels, cfg.sample_rate, cfg.n_fft,
+                             int(round(cfg.sample_rate * cfg.hop_ms / 1000)))
     if cfg.kind == "waveform":
         return Waveform(cfg)
     return LogMel(cfg)
@@ -245,6 +246,9 @@ class WhisperLogMel:
     def __init__(self, n_mels: int = 80, sample_rate: int = 16000, n_fft: int = 400,
                  hop: int = 160):
         self.n_mels, self.sample_rate, self.n_fft, self.hop = n_mels, sample_rate, n_fft, hop
+        self.cfg = FeatureConfig(kind="whisper", sample_rate=sample_rate, n_mels=n_mels,
+                                 n_fft=n_fft, hop_ms=1000 * hop / sample_rate,
+                                 win_ms=1000 * n_fft / sample_rate)
         self.window = np.hanning(n_fft + 1)[:-1]  # periodic Hann (torch.hann_window's default)
         self.fbank = self.slaney_filterbank(sample_rate, n_fft, n_mels)
 

@@ -1,4 +1,5 @@
-"""The training loop. No model code here: models come from `asrlab.models.build_model`.
+"""The training loop. No model code here: models come from `asrlab.models.build_model`; what
+the loop needs is built once by asrlab.train_setup (the pre-flight: asrlab.preflight).
 
 A run folder holds everything about one run:
 
@@ -21,10 +22,8 @@ Distributed: `torchrun --nproc_per_node N -m asrlab train ...` runs the same loo
 (DDP; gloo on CPU, NCCL on GPU). Batch sizes are global, metrics are reduced across ranks, and
 only rank 0 writes the run folder.
 
-Diagnostics attach from outside as callbacks: asrlab.callbacks.TrainingCallback subclasses
-(hooks `on_train_start(run)`, `on_step(run, step, log_probs, lengths, losses, batch)`,
-`on_epoch_end(run, metrics, emissions)` returning findings, `on_train_end(run)`, each a no-op
-unless overridden), or any object with some of those methods (wrapped by `as_callback`).
+Diagnostics attach from outside as callbacks (asrlab.callbacks: `TrainingCallback` subclasses,
+or any object with some of its hooks).
 """
 
 from __future__ import annotations
@@ -33,11 +32,8 @@ import json
 import logging
 import math
 import os
-import random
-import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -45,33 +41,23 @@ import torch
 import torch.nn.functional as F
 
 from asrlab import distributed
-from asrlab.callbacks import TrainingCallback, as_callback
+from asrlab.callbacks import TrainingCallback
 from asrlab.checkpoint import load as load_checkpoint
 from asrlab.checkpoint import save_checkpoint
 from asrlab.config import Config
 from asrlab.ctc import frames_needed, time_mask
-from asrlab.data.dataset import Batch, SpeechDataset, collate, load_noises
-from asrlab.data.featcache import FeatureCache
-from asrlab.data.manifest import ManifestError
-from asrlab.data.sampler import BucketBatchSampler
-from asrlab.data.scan import ScanResult, scan_split, write_counts, write_skipped
-from asrlab.data.text import TextNormalizer, Transcripts, read_transcripts
-from asrlab.data.tokenizer import Tokenizer, build_tokenizer
+from asrlab.data.dataset import Batch
 from asrlab.decode.greedy import greedy_batch
-from asrlab.doctor.findings import Finding, has_errors, write_findings_json
 from asrlab.doctor.stats import EmissionStats
-from asrlab.features import FeaturePipeline, front_end
 from asrlab.frames import input_rate
 from asrlab.metrics import error_rates
-from asrlab.models import build_model
-from asrlab.run_folder import RunLock, append_line, check_reuse, resume_checkpoint
-from asrlab.runtime import ThreadGovernor, cpu_has_bf16, default_threads
+from asrlab.preflight import TrainingRefused  # noqa: F401  re-exported: train's refusal
+from asrlab.run_folder import RunLock, append_line, resume_checkpoint
+from asrlab.runtime import cpu_has_bf16, default_threads
+from asrlab.train_setup import (Run, Setup, TrainState, build_setup, prepare_run_dir,
+                                seed_everything, show_notes)
 
 log = logging.getLogger("asrlab.train")
-
-
-class TrainingRefused(RuntimeError):
-    """Pre-training checks found errors; the message lists them and how to proceed."""
 
 
 @dataclass
@@ -95,19 +81,6 @@ class EpochMetrics:
 
 
 @dataclass
-class TrainState:
-    epoch: int = 0  # epochs completed
-    step: int = 0
-    best_cer: float = math.inf
-    best_epoch: int = 0
-    elapsed_s: float = 0.0
-    lr_scale: float = 1.0  # plateau schedule's decay so far
-    plateau_best: float = math.inf
-    plateau_bad_epochs: int = 0
-    history: list[dict] = field(default_factory=list)
-
-
-@dataclass
 class TrainResult:
     run_dir: Path
     best_cer: float
@@ -115,34 +88,6 @@ class TrainResult:
     epochs: int
     stopped: str  # why training ended
     metrics: list[EpochMetrics]
-
-
-@dataclass
-class Run:
-    """What callbacks see."""
-    dir: Path
-    config: Config
-    tokenizer: Tokenizer
-    model: torch.nn.Module
-    state: TrainState
-    steps_per_epoch: int
-    dist: distributed.Dist = field(default_factory=distributed.Dist)
-    notify: Callable[[str], None] | None = None  # the progress display's note line
-    log: logging.Logger = log
-    findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def device(self) -> torch.device:
-        return self.dist.device
-
-    def emit(self, finding: Finding) -> None:
-        self.findings.append(finding)
-        if not self.dist.is_main:
-            return
-        with open(self.dir / "findings.jsonl", "a") as f:
-            f.write(json.dumps({"epoch": self.state.epoch, "step": self.state.step,
-                                **finding.to_dict()}) + "\n")
-        self.log.log(finding.log_level, str(finding))
 
 
 # ---- learning rate ----------------------------------------------------------------------
@@ -201,6 +146,45 @@ def ctc_losses(log_probs: torch.Tensor, out_lens: torch.Tensor, batch: Batch, bl
 
 # ---- one epoch --------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class EpochTotals:
+    """Training totals, summable (icefall's MetricsTracker idea): one per update, added up over
+    the epoch, reduced across DDP ranks once at its end."""
+    loss: float = 0.0  # per-token losses summed over the utterances with a finite loss
+    utterances: int = 0  # utterances with a finite loss
+    nonfinite: int = 0  # utterances with a non-finite loss or in a skipped update
+    audio_s: float = 0.0  # audio seconds trained on
+
+    def __add__(self, other: EpochTotals) -> EpochTotals:
+        return EpochTotals(*(getattr(self, f.name) + getattr(other, f.name)
+                             for f in fields(self)))
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss / max(1, self.utterances)
+
+    def reduced(self, d: distributed.Dist) -> EpochTotals:
+        """The sum over every rank (each rank calls it once, at the epoch's end)."""
+        loss, utterances, nonfinite, audio_s = distributed.all_sum(
+            d, [getattr(self, f.name) for f in fields(self)])
+        return EpochTotals(loss, int(utterances), int(nonfinite), audio_s)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The run's wall-clock budget (train.max_minutes; None: no limit) from its start."""
+    start: float
+    seconds: float | None
+
+    @property
+    def deadline(self) -> float:
+        return self.start + self.seconds if self.seconds else math.inf
+
+    def fraction(self, now: float) -> float:
+        """How much of it is spent (0 without a budget): the cosine schedule follows it."""
+        return (now - self.start) / self.seconds if self.seconds else 0.0
+
+
 def autocast(run: Run):
     """bf16 autocast for precision bf16, and for auto on GPU and on CPUs that compute bf16
     natively (asrlab.runtime.cpu_has_bf16); fp32 otherwise."""
@@ -210,51 +194,53 @@ def autocast(run: Run):
 
 
 def train_epoch(run: Run, model, loader, optimizer, callbacks: list[TrainingCallback], progress,
-                deadline: float, t_start: float, budget_s: float | None
-                ) -> tuple[float, int, float, bool]:
-    """Returns (mean loss, non-finite count, audio seconds seen, out of time?), summed over
-    ranks. `model` is run.model or its DDP wrapper."""
-    cfg, state = run.config, run.state
+                budget: Budget) -> tuple[EpochTotals, bool]:
+    """Returns (the epoch's totals summed over ranks, out of time?). `model` is run.model or
+    its DDP wrapper."""
     model.train()
-    total, count, nonfinite, audio_s = 0.0, 0, 0, 0.0
-    out_of_time = False
+    totals, out_of_time = EpochTotals(), False
     for batch in loader:
-        time_frac = (time.time() - t_start) / budget_s if budget_s else 0.0
-        lr = lr_at(cfg, state, run.steps_per_epoch, time_frac)
+        lr = lr_at(run.config, run.state, run.steps_per_epoch, budget.fraction(time.time()))
         for g in optimizer.param_groups:
             g["lr"] = lr
-        batch = batch.to(run.device)
-        with autocast(run):
-            log_probs, out_lens = model(batch.feats, batch.feat_lens)  # (B, T', V)
-        log_probs = log_probs.float()
-        losses = ctc_losses(log_probs, out_lens, batch, run.tokenizer.blank, cfg.train.ctc_smoothing)
-        finite = torch.isfinite(losses)
-        for cb in callbacks:
-            cb.on_step(run, state.step, log_probs, out_lens, losses.detach(), batch)
-        n_ok = int(finite.sum())
-        nonfinite += len(losses) - n_ok
-        # Always backward (DDP needs every rank to); non-finite terms contribute exactly zero.
-        loss = torch.where(finite, losses, torch.zeros_like(losses)).sum() / max(1, n_ok)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-        if n_ok and torch.isfinite(norm):  # grads are identical across ranks after DDP
-            optimizer.step()
-        elif n_ok:  # a NaN gradient would destroy the weights: skip the update, say so
-            nonfinite += n_ok
-            log.warning("step %d: non-finite gradient norm; update skipped (batch %s)",
-                        state.step, ", ".join(batch.ids[:5]))
-        total += loss.item() * n_ok
-        count += n_ok
-        state.step += 1
-        audio_s += float(batch.feat_lens.sum()) / input_rate(cfg.features)
+        totals += train_step(run, model, batch.to(run.device), optimizer, callbacks)
+        run.state.step += 1
         if progress is not None:
-            progress.advance(loss=total / max(1, count), lr=lr)
-        if distributed.any_rank(run.dist, time.time() > deadline):
+            progress.advance(loss=totals.mean_loss, lr=lr)
+        if distributed.any_rank(run.dist, time.time() > budget.deadline):
             out_of_time = True
             break
-    total, count, nonfinite, audio_s = distributed.all_sum(run.dist, [total, count, nonfinite, audio_s])
-    return total / max(1, count), int(nonfinite), audio_s, out_of_time
+    return totals.reduced(run.dist), out_of_time
+
+
+def train_step(run: Run, model, batch: Batch, optimizer, callbacks: list[TrainingCallback]
+               ) -> EpochTotals:
+    """One update: forward, per-utterance losses, the callbacks' on_step, backward, clipping,
+    optimizer step. Non-finite losses contribute exactly zero gradient; a non-finite gradient
+    norm skips the update (and says so)."""
+    cfg, state = run.config, run.state
+    with autocast(run):
+        log_probs, out_lens = model(batch.feats, batch.feat_lens)  # (B, T', V)
+    log_probs = log_probs.float()
+    losses = ctc_losses(log_probs, out_lens, batch, run.tokenizer.blank, cfg.train.ctc_smoothing)
+    finite = torch.isfinite(losses)
+    for cb in callbacks:
+        cb.on_step(run, state.step, log_probs, out_lens, losses.detach(), batch)
+    n_ok = int(finite.sum())
+    nonfinite = len(losses) - n_ok
+    # Always backward (DDP needs every rank to); non-finite terms contribute exactly zero.
+    loss = torch.where(finite, losses, torch.zeros_like(losses)).sum() / max(1, n_ok)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+    if n_ok and torch.isfinite(norm):  # grads are identical across ranks after DDP
+        optimizer.step()
+    elif n_ok:  # a NaN gradient would destroy the weights: skip the update, say so
+        nonfinite += n_ok
+        log.warning("step %d: non-finite gradient norm; update skipped (batch %s)",
+                    state.step, ", ".join(batch.ids[:5]))
+    audio_s = float(batch.feat_lens.sum()) / input_rate(cfg.features)
+    return EpochTotals(loss.item() * n_ok, n_ok, nonfinite, audio_s)
 
 
 @torch.no_grad()
@@ -274,374 +260,52 @@ def validate(run: Run, loader) -> tuple[float, float, float, EmissionStats, list
         for uid, ref, hyp in zip(batch.ids, batch.texts, greedy_batch(log_probs, out_lens, tok)):
             rows.append((uid, ref, hyp.text))
     if run.dist.enabled:  # every rank validated a shard: combine them
-        parts = distributed.gather(run.dist, (stats, losses, rows))
-        stats = parts[0][0]
-        for other in parts[1:]:
-            stats = stats.merge(other[0])
-        losses = [x for p in parts for x in p[1]]
-        seen, rows = set(), []
-        for uid, ref, hyp in (r for p in parts for r in p[2]):  # shards may repeat an item
-            if uid not in seen:
-                seen.add(uid)
-                rows.append((uid, ref, hyp))
+        stats, losses, rows = merge_shards(run.dist, stats, losses, rows)
     rates = error_rates([r[1] for r in rows], [r[2] for r in rows])
     val_loss = float(np.mean(losses)) if losses else float("nan")
     return val_loss, rates.cer, rates.wer, stats, rows
 
 
+def merge_shards(d: distributed.Dist, stats: EmissionStats, losses: list[float],
+                 rows: list[tuple[str, str, str]]):
+    """Every rank's validation shard, combined on every rank (shards may repeat an item)."""
+    parts = distributed.gather(d, (stats, losses, rows))
+    stats = parts[0][0]
+    for other in parts[1:]:
+        stats = stats.merge(other[0])
+    losses = [x for p in parts for x in p[1]]
+    seen, rows = set(), []
+    for uid, ref, hyp in (r for p in parts for r in p[2]):
+        if uid not in seen:
+            seen.add(uid)
+            rows.append((uid, ref, hyp))
+    return stats, losses, rows
+
+
 # ---- setup ------------------------------------------------------------------------------
-
-def setup_logging(run_dir: Path) -> None:
-    handler = logging.FileHandler(run_dir / "train.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.handlers = [h for h in log.handlers if not isinstance(h, logging.FileHandler)] + [handler]
-    log.setLevel(logging.INFO)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def read_split(path, force: bool, normalizer: TextNormalizer) -> Transcripts:
-    """A manifest's utterances (text normalized by the model's rules) and its bad lines. Bad
-    lines refuse training (all of them listed) unless forced; forced, they are skipped and
-    listed in skipped.jsonl like any other item."""
-    read = read_transcripts(path, normalizer, strict=False)
-    if read.problems and not force:
-        raise TrainingRefused(f"{ManifestError(path, read.problems)}\nFix these lines, or pass "
-                              "--force to skip them (they are then listed in skipped.jsonl).")
-    return read
-
-
-def scan_data(cfg: Config, train_path, val_path, tokenizer=None, force: bool = False):
-    """Read both manifests and all audio once; returns scan results and CMVN statistics.
-    Bad manifest lines (with force) count as read and skipped, like unusable audio."""
-    train, val = read_split(train_path, force, cfg.text), read_split(val_path, force, cfg.text)
-    (train_utts, train_bad), (val_utts, val_bad) = ((train.utterances, train.problems),
-                                                    (val.utterances, val.problems))
-    removed = train.removed
-    if removed:
-        log.info("text normalization removed from training transcripts: %s",
-                 ", ".join(f"{ch!r} x{n}" for ch, n in list(removed.items())[:20]))
-    if tokenizer is None:
-        tokenizer = build_tokenizer(cfg.tokenizer, [u.text for u in train_utts if u.text.strip()],
-                                    cfg.vocab_size)
-    logmel = front_end(cfg.features)
-    tr = scan_split("train", train_utts, cfg.features.sample_rate, tokenizer, logmel,
-                    keep_feats=feature_cache_on(cfg), problems=train_bad,
-                    duration_bounds=(cfg.train.min_duration, cfg.train.max_duration))
-    va = scan_split("val", val_utts, cfg.features.sample_rate, tokenizer, problems=val_bad)
-    stats = tr.stats.stats() if tr.used else None
-    return tr, va, tokenizer, stats
-
-
-def require_usable(tr: ScanResult, va: ScanResult, train_path, val_path, run_dir: Path) -> None:
-    for scan, path in ((tr, train_path), (va, val_path)):
-        if not scan.used:
-            hint = ""
-            if scan.skipped and all("file not found" in s.reason for s in scan.skipped):
-                hint = (f"; every audio file is missing: relative paths resolve from the "
-                        f"manifest's folder {Path(path).resolve().parent}; was the manifest "
-                        "moved without its audio?")
-            raise TrainingRefused(f"{path}: no usable {'training' if scan is tr else 'validation'} "
-                                  f"utterance ({len(scan.skipped)} skipped; reasons in "
-                                  f"{run_dir / 'skipped.jsonl'}){hint}")
-
-
-def precheck(run_dir: Path, cfg: Config, tr: ScanResult, va: ScanResult, tokenizer, pipeline,
-             force: bool, write: bool = True) -> list[Finding]:
-    """Run the doctor's data checks; refuse to train on errors unless forced."""
-    from asrlab.doctor.checks import check_scanned
-    from asrlab.doctor.display import evidence_line
-
-    findings = check_scanned(tr, va, cfg, tokenizer, pipeline)  # ranked, errors first
-    if write:
-        write_findings_json(run_dir / "check.json", findings)
-    for f in findings:
-        log.log(f.log_level, f"{f}\n    evidence: {evidence_line(f)}")
-    if has_errors(findings) and not force:
-        lines = "\n".join(f"  {f}\n    evidence: {evidence_line(f)}"
-                          for f in findings if f.severity == "error")
-        raise TrainingRefused(f"pre-training checks found errors (all offenders in "
-                              f"{run_dir}/check.json):\n{lines}\nFix the data, or pass --force "
-                              f"to train anyway.")
-    return findings
-
-
-def make_loader(ds: SpeechDataset, sampler: BucketBatchSampler, cfg: Config):
-    return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate,
-                                       num_workers=cfg.train.num_workers)
-
-
-def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
-    t = cfg.train
-    cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-    return cls(model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
 
 
 # ---- the loop ---------------------------------------------------------------------------
 
-@dataclass
-class Setup:
-    """Everything the epoch loop needs, built once."""
-    run: Run
-    ddp_model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    stats: object
-    train_ds: SpeechDataset
-    sampler: BucketBatchSampler
-    train_loader: object
-    val_loader: object
-    callbacks: list[TrainingCallback]
-    notes: list[str] = field(default_factory=list)  # for the console (e.g. --init-from)
-
-
-def prepare_run_dir(run_dir: Path, resume: bool, is_main: bool, overwrite: bool = False,
-                    run_info: dict | None = None) -> None:
-    """Called with the run folder locked. A fresh run refuses a folder holding a run unless
-    `overwrite`; its per-epoch logs start empty (asrlab.run_folder)."""
-    if not is_main:
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    check_reuse(run_dir, resume, overwrite)
-    setup_logging(run_dir)
-    if run_info is not None:
-        (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
-
-
-# ---- fine-tuning (--init-from) ------------------------------------------------------------
-
-def architecture_differences(cfg: Config, source: Config) -> list[str]:
-    """'section.key: source A, this run B' for every feature or model setting that would make
-    the source's weights meaningless here (Config.architecture: dropout, initialization and
-    how much of a pretrained encoder trains may differ)."""
-    mine, theirs = cfg.architecture(), source.architecture()
-    return [f"{key}: source {theirs.get(key)!r}, this run {mine.get(key)!r}"
-            for key in dict.fromkeys([*theirs, *mine]) if mine.get(key) != theirs.get(key)]
-
-
-def load_init(cfg: Config, device):
-    """The --init-from checkpoint, checked against this run's architecture."""
-    path = cfg.train.init_from
-    try:
-        source = load_checkpoint(path, device=device)
-    except (FileNotFoundError, ValueError) as e:
-        raise TrainingRefused(f"--init-from {path}: {e}") from None
-    differ = architecture_differences(cfg, source.config)
-    if differ:
-        raise TrainingRefused(
-            f"--init-from {path}: the model to fine-tune has another architecture than this "
-            f"run:\n  " + "\n  ".join(differ) + "\nDrop the settings that change it (with "
-            f"--init-from, asrlab train takes the source's model and features by default), or "
-            f"train from scratch without --init-from.")
-    return source
-
-
-def init_tokenizer(cfg: Config, source, train_path):
-    """The source's vocabulary when it can spell every training transcript (and the tokenizer
-    settings agree); None otherwise: a new vocabulary and a new output layer."""
-    if cfg.tokenizer != source.config.tokenizer or (
-            cfg.tokenizer == "bpe" and cfg.vocab_size != source.config.vocab_size):
-        return None
-    utts = read_transcripts(train_path, cfg.text, strict=False).utterances
-    if any(source.tokenizer.oov(u.text) for u in utts):
-        return None
-    return source.tokenizer
-
-
-def init_model(cfg: Config, source, tokenizer) -> tuple[torch.nn.Module, str]:
-    """A model with the source's weights; the output layer is new when the vocabulary is.
-    Returns (model, what was done, for the log and the console)."""
-    model = build_model(cfg, tokenizer.vocab_size)
-    weights = source.model.state_dict()
-    same = tokenizer.to_dict() == source.tokenizer.to_dict()
-    if same:
-        model.load_state_dict(weights)
-        return model, (f"initialized from {source.path}: every weight, vocabulary of "
-                       f"{tokenizer.vocab_size} symbols kept")
-    head = {k for k in weights if k.startswith("head.")}
-    model.load_state_dict({k: v for k, v in weights.items() if k not in head}, strict=False)
-    return model, (f"initialized from {source.path}: encoder weights kept; output layer "
-                   f"re-initialized because the vocabulary differs (source "
-                   f"{source.tokenizer.vocab_size} symbols, this run {tokenizer.vocab_size}: "
-                   f"{vocabulary_change(source.tokenizer, tokenizer)})")
-
-
-def vocabulary_change(old, new) -> str:
-    if old.kind != new.kind:
-        return f"{old.kind} -> {new.kind} tokenizer"
-    added = [s for s in new.to_dict().get("symbols", []) if s not in set(old.to_dict().get(
-        "symbols", []))]
-    return f"new symbols {''.join(added)!r}" if added else "different symbols"
-
-
-THREAD_CHECK_S = 10.0  # how often training's threads are matched to the machine's load
-
-
-class ThreadFollower(TrainingCallback):
-    """Callback: torch's threads follow the cores other processes leave free
-    (asrlab.runtime.ThreadGovernor, checked every THREAD_CHECK_S). On when the user gave no
-    thread count and one process trains on the CPU (`follows_load`)."""
-
-    def __init__(self, max_threads: int, interval_s: float | None = None):
-        self.max_threads, self.governor = max_threads, None
-        self.interval_s = interval_s or THREAD_CHECK_S
-
-    def on_train_start(self, run) -> None:
-        self.governor = ThreadGovernor(self.max_threads, torch.set_num_threads, self.interval_s)
-
-    def on_step(self, run, step, log_probs, lengths, losses, batch) -> None:
-        n = self.governor.tick() if self.governor is not None else None
-        if n is not None:
-            text = (f"threads: {n} of {self.max_threads} (other processes keep "
-                    f"{self.governor.last_others:.1f} cores busy)")
-            run.log.info(text)
-            if run.notify is not None:
-                run.notify(text)
-
-
-def follows_load(cfg: Config, d) -> bool:
-    return cfg.train.threads is None and d.device.type == "cpu" and d.world == 1
-
-
-class EncoderFreeze(TrainingCallback):
-    """Callback: for the first N epochs only the output layer learns. The encoder's weights
-    have requires_grad off (AdamW skips them, weight decay included) and it runs in eval mode
-    (dropout off, BatchNorm statistics not updated), so it stays exactly as it was loaded."""
-
-    def __init__(self, epochs: int):
-        self.epochs, self.hook = epochs, None
-
-    def on_train_start(self, run) -> None:
-        if run.state.epoch < self.epochs:
-            encoder = run.model.encoder
-            for p in encoder.parameters():
-                p.requires_grad_(False)
-            self.hook = encoder.register_forward_pre_hook(self._eval)
-            run.log.info("encoder frozen for the first %d epoch(s): only the output layer "
-                         "trains", self.epochs)
-
-    @staticmethod
-    def _eval(module, _inputs) -> None:  # returns None: the inputs pass unchanged
-        module.eval()
-
-    def on_epoch_end(self, run, metrics, emissions) -> list:
-        if self.hook is not None and run.state.epoch >= self.epochs:
-            for p in run.model.encoder.parameters():
-                p.requires_grad_(True)
-            self.hook.remove()
-            self.hook = None
-            run.log.info("epoch %d: encoder unfrozen", run.state.epoch)
-        return []
-
-
-def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val_path,
-                ckpt, force: bool, callbacks: list | None) -> Setup:
-    source = load_init(cfg, d.device) if cfg.train.init_from and ckpt is None else None
-    known = ckpt.tokenizer if ckpt else init_tokenizer(cfg, source, train_path) if source else None
-    tr, va, tokenizer, stats = scan_data(cfg, train_path, val_path, known, force)
-    if ckpt is not None:
-        stats = ckpt.stats  # keep the statistics the model was trained with
-    notes = []
-    if source is not None:
-        model, note = init_model(cfg, source, tokenizer)
-        notes.append(note)
-        if cfg.train.recompute_cmvn:
-            notes.append(f"feature statistics (CMVN) recomputed on {train_path}")
-        else:
-            stats = source.stats
-            notes.append(f"feature statistics (CMVN) kept from {source.path} "
-                         f"(--recompute-cmvn to estimate them on this training set)")
-        for note in notes:
-            log.info("%s", note)
-    if d.is_main:
-        cfg.to_yaml(run_dir / "config.yaml")
-        write_skipped(run_dir / "skipped.jsonl", [tr, va])
-        write_counts(run_dir / "data.json", [tr, va], cfg.features.sample_rate)
-    require_usable(tr, va, train_path, val_path, run_dir)
-    pipeline = FeaturePipeline(cfg.features, stats)
-    precheck(run_dir, cfg, tr, va, tokenizer, pipeline, force, write=d.is_main)
-    log.info("train: %d used, %d skipped; val: %d used, %d skipped; vocabulary %d symbols",
-             len(tr.used), len(tr.skipped), len(va.used), len(va.skipped), tokenizer.vocab_size)
-
-    if source is None:
-        model = ckpt.model if ckpt else build_model(cfg, tokenizer.vocab_size)
-    model.to(d.device)
-    optimizer = make_optimizer(cfg, model)
-    state = TrainState()
-    if ckpt is not None and ckpt.train_state:
-        optimizer.load_state_dict(ckpt.train_state["optimizer"])
-        state = TrainState(**ckpt.train_state["state"])
-        torch.set_rng_state(ckpt.train_state["torch_rng"])
-    ddp_model = model
-    if d.enabled:
-        ids = [d.device.index] if d.device.type == "cuda" else None
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-    noises = None  # augment.noise_prob > 0 without a noise_dir: generated white/pink noise
-    if cfg.augment.noise_dir and cfg.augment.noise_prob > 0:
-        noises = load_noises(cfg.augment.noise_dir, cfg.features.sample_rate)
-        log.info("noise augmentation: %d files from %s", len(noises), cfg.augment.noise_dir)
-    train_ds = SpeechDataset(tr.used, pipeline, tokenizer, cfg.augment, cfg.train.seed,
-                             waves=tr.waves, noises=noises, feature_cache=feature_cache(cfg, tr))
-    val_ds = SpeechDataset(va.used, pipeline, tokenizer, None, waves=va.waves)
-    sampler = BucketBatchSampler([u.duration for u in tr.used], cfg.train.batch_size,
-                                 cfg.train.batch_seconds, True, cfg.train.sort_first_epoch,
-                                 cfg.train.seed, d.world, d.rank)
-    val_sampler = BucketBatchSampler([u.duration for u in va.used], None, 200.0, False, False,
-                                     num_replicas=d.world, rank=d.rank)
-    run = Run(run_dir, cfg, tokenizer, model, state, len(sampler), d)
-    cbs = [as_callback(cb) for cb in list(callbacks or []) + default_callbacks(cfg, run_dir,
-                                                                                  d.is_main)]
-    if cfg.train.freeze_encoder_epochs > 0:
-        cbs.insert(0, EncoderFreeze(cfg.train.freeze_encoder_epochs))
-    if follows_load(cfg, d):
-        cbs.append(ThreadFollower(torch.get_num_threads()))
-    return Setup(run, ddp_model, optimizer, stats, train_ds, sampler,
-                 make_loader(train_ds, sampler, cfg), make_loader(val_ds, val_sampler, cfg), cbs,
-                 notes)
-
-
-def feature_cache(cfg: Config, tr: ScanResult) -> FeatureCache | None:
-    """The training log-mel cache, holding already the 1.0x variants the CMVN scan computed."""
-    if not feature_cache_on(cfg):
-        return None
-    t = cfg.train
-    cache = FeatureCache(cfg.features, tr.used, t.feature_cache_mb, t.feature_cache_dir)
-    for i, u in enumerate(tr.used):
-        if u.id in tr.feats:
-            cache.put(i, 1.0, tr.feats.pop(u.id))
-    tr.feats.clear()  # what did not fit is not held twice
-    return cache
-
-
-def feature_cache_on(cfg: Config) -> bool:
-    return bool(cfg.train.feature_cache_mb or cfg.train.feature_cache_dir)
-
-
-def run_epoch(s: Setup, progress, deadline: float, t_start: float, budget_s: float | None
-              ) -> tuple[EpochMetrics, list, bool]:
+def run_epoch(s: Setup, progress, budget: Budget) -> tuple[EpochMetrics, list, bool]:
     """Train one epoch, validate, let callbacks judge; returns (metrics, val rows, out of time)."""
     run, state = s.run, s.run.state
     s.sampler.set_epoch(state.epoch)
     s.train_ds.set_epoch(state.epoch)
     progress.start_epoch(state.epoch + 1)
     t0 = time.time()
-    train_loss, nonfinite, audio_s, out_of_time = train_epoch(
-        run, s.ddp_model, s.train_loader, s.optimizer, s.callbacks, progress, deadline, t_start,
-        budget_s)
+    totals, out_of_time = train_epoch(run, s.ddp_model, s.train_loader, s.optimizer, s.callbacks,
+                                      progress, budget)
     train_time = time.time() - t0
     val_loss, cer, wer, emissions, rows = validate(run, s.val_loader)
     state.epoch += 1
     state.elapsed_s += time.time() - t0
-    m = EpochMetrics(state.epoch, state.step, train_loss, val_loss, cer, wer,
+    m = EpochMetrics(state.epoch, state.step, totals.mean_loss, val_loss, cer, wer,
                      emissions.blank_ratio, emissions.all_blank_utts,
                      s.optimizer.param_groups[0]["lr"], round(state.elapsed_s, 2),
                      emissions.mean_blank_prob, emissions.mean_max_nonblank_prob,
-                     emissions.distinct_tokens, nonfinite, audio_s / max(train_time, 1e-9),
-                     torch.get_num_threads())
+                     emissions.distinct_tokens, totals.nonfinite,
+                     totals.audio_s / max(train_time, 1e-9), torch.get_num_threads())
     state.history.append(asdict(m))
     update_plateau(run.config, state, cer)
     for cb in s.callbacks:
@@ -682,51 +346,58 @@ def _train(train_path, val_path, run_dir: Path, config: Config, d, resume: bool,
     torch.set_num_threads(default_threads(cfg.train.threads,
                                           int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     s = build_setup(run_dir, cfg, d, train_path, val_path, ckpt, force, callbacks)
-    run, state = s.run, s.run.state
     if d.is_main:
-        for note in s.notes:  # --init-from: what was kept and what re-initialized
-            console.print(f"fine-tuning: {note}", highlight=False, soft_wrap=True) \
-                if console is not None else print(f"fine-tuning: {note}", file=sys.stderr)
+        show_notes(s.notes, console)
     for cb in s.callbacks:
-        cb.on_train_start(run)
-
-    t_start = time.time()
-    budget_s = cfg.train.max_minutes * 60 if cfg.train.max_minutes else None
-    deadline = t_start + budget_s if budget_s else math.inf
-    metrics_list, stopped = [], "epochs"
+        cb.on_train_start(s.run)
+    budget = Budget(time.time(), cfg.train.max_minutes * 60 if cfg.train.max_minutes else None)
     progress = TrainProgress(cfg.train.epochs, len(s.sampler), bar=show_progress and d.is_main,
                              console=console, quiet=not d.is_main)
-    run.notify = progress.note
-    first_step = state.step
+    s.run.notify = progress.note
     with progress:
-        while state.epoch < cfg.train.epochs:
-            m, rows, out_of_time = run_epoch(s, progress, deadline, t_start, budget_s)
-            metrics_list.append(m)
-            improved = m.val_cer < state.best_cer
-            if improved:
-                state.best_cer, state.best_epoch = m.val_cer, m.epoch
-            if d.is_main:  # the epoch record: last.pt, best.pt, metrics (asrlab.run_folder)
-                save_run_checkpoints(run, s.optimizer, s.stats, m, improved)
-                write_epoch(run_dir, m, rows)
-                log.info("epoch %d: %s", m.epoch, json.dumps(asdict(m)))
-            progress.end_epoch(m)
-            if budget_s and len(metrics_list) == 1 and d.is_main:  # what to expect, once
-                forecast = budget_forecast(budget_s, time.time() - t_start,
-                                           state.step - first_step, run.steps_per_epoch)
-                log.info(forecast)
-                progress.note(forecast, source="budget")
-            if out_of_time:
-                stopped = f"time budget ({cfg.train.max_minutes} min)"
-                break
-            if m.epoch - state.best_epoch >= cfg.train.early_stop_patience:
-                stopped = f"early stopping ({cfg.train.early_stop_patience} epochs without a better val CER)"
-                break
+        metrics, stopped = epoch_loop(s, progress, budget)
     for cb in s.callbacks:
-        cb.on_train_end(run)
+        cb.on_train_end(s.run)
+    state = s.run.state
     log.info("stopped: %s; best val CER %.4f at epoch %d", stopped, state.best_cer, state.best_epoch)
     distributed.shutdown(d)
-    return TrainResult(run_dir, state.best_cer, state.best_epoch, state.epoch, stopped, metrics_list)
+    return TrainResult(run_dir, state.best_cer, state.best_epoch, state.epoch, stopped, metrics)
 
+
+def epoch_loop(s: Setup, progress, budget: Budget) -> tuple[list[EpochMetrics], str]:
+    """Epochs until the last, the time budget or early stopping; returns (metrics, why it
+    stopped)."""
+    run, state, t = s.run, s.run.state, s.run.config.train
+    metrics, first_step = [], state.step
+    while state.epoch < t.epochs:
+        m, rows, out_of_time = run_epoch(s, progress, budget)
+        metrics.append(m)
+        record_epoch(s, m, rows)
+        progress.end_epoch(m)
+        if budget.seconds and len(metrics) == 1 and run.dist.is_main:  # what to expect, once
+            forecast = budget_forecast(budget.seconds, time.time() - budget.start,
+                                       state.step - first_step, run.steps_per_epoch)
+            log.info(forecast)
+            progress.note(forecast, source="budget")
+        if out_of_time:
+            return metrics, f"time budget ({t.max_minutes} min)"
+        if m.epoch - state.best_epoch >= t.early_stop_patience:
+            return metrics, (f"early stopping ({t.early_stop_patience} epochs without a better "
+                             f"val CER)")
+    return metrics, "epochs"
+
+
+def record_epoch(s: Setup, m: EpochMetrics, rows: list[tuple[str, str, str]]) -> None:
+    """The best epoch so far, and (rank 0) the epoch record: last.pt, best.pt, metrics
+    (asrlab.run_folder)."""
+    run, state = s.run, s.run.state
+    improved = m.val_cer < state.best_cer
+    if improved:
+        state.best_cer, state.best_epoch = m.val_cer, m.epoch
+    if run.dist.is_main:
+        save_run_checkpoints(run, s.optimizer, s.stats, m, improved)
+        write_epoch(run.dir, m, rows)
+        log.info("epoch %d: %s", m.epoch, json.dumps(asdict(m)))
 
 # Updates the default recipe needed to reach val CER 0.10 on the default corpus (`asrlab synth`:
 # three engines, 3,333 training utterances; bench/time_to_cer.py, seed 0: epoch 18 of 270
@@ -749,21 +420,6 @@ def budget_forecast(budget_s: float, elapsed_s: float, updates: int, updates_per
     return (f"{text}, fewer than the ~{ref:,} the default recipe needed to reach val CER 0.10 on "
             f"the default corpus: expect a higher CER, or give --max-minutes "
             f"{math.ceil(ref / rate / 60)}.")
-
-
-def default_callbacks(cfg: Config, run_dir: Path, is_main: bool = True) -> list:
-    """The doctor's monitor always; TensorBoard when enabled and installed."""
-    from asrlab.doctor.monitor import TrainingMonitor
-
-    cbs: list = [TrainingMonitor()]
-    if cfg.train.tensorboard and is_main:
-        try:
-            from asrlab.tensorboard import TensorBoardCallback
-
-            cbs.append(TensorBoardCallback(run_dir / "tb"))
-        except ImportError as e:  # tensorboard not installed: say so once, train anyway
-            log.warning("TensorBoard disabled: %s", e)
-    return cbs
 
 
 def save_run_checkpoints(run: Run, optimizer, stats, m: EpochMetrics, improved: bool) -> None:

@@ -1,6 +1,7 @@
 """DDP on CPU (gloo): two processes train the same model as one process with the same global
 batch. Runs the real CLI under torchrun."""
 
+import json
 import subprocess
 import sys
 
@@ -52,6 +53,12 @@ def test_two_gloo_processes_train_the_same_model_as_one(tiny_corpus, tmp_path):
     assert start > 0  # the weights moved: the comparison is not between two untrained models
     # only rank 0 wrote: one metrics line per epoch, not two
     assert len((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) == 2
+    # the epoch totals are summed over both ranks: the mean training loss of one process
+    one, two = ([json.loads(line) for line in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
+                for n in ("one", "two"))
+    for m1, m2 in zip(one, two):
+        assert m2["train_loss"] == pytest.approx(m1["train_loss"], rel=2e-2)
+        assert m2["nonfinite_losses"] == m1["nonfinite_losses"]
 
 
 def load_initial_distance(a, b) -> float:
@@ -62,3 +69,26 @@ def load_initial_distance(a, b) -> float:
     fresh = build_model(a.config, a.tokenizer.vocab_size)
     return max(float((p - q).abs().max()) for p, q in
                zip(fresh.state_dict().values(), a.model.state_dict().values()))
+
+
+def _reduce_totals(rank: int, init_file: str, out: str) -> None:
+    """One gloo rank of test_epoch_totals_are_summed_over_ranks_once."""
+    import torch.distributed as dist
+
+    from asrlab.distributed import Dist
+    from asrlab.train import EpochTotals
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    mine = EpochTotals(1.0 + rank, 2 + rank, rank, 0.5)
+    total = mine.reduced(Dist(rank, 2, rank, torch.device("cpu")))
+    with open(f"{out}.{rank}", "w") as f:
+        json.dump([total.loss, total.utterances, total.nonfinite, total.audio_s], f)
+    dist.destroy_process_group()
+
+
+def test_epoch_totals_are_summed_over_ranks_once(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_reduce_totals, args=(str(tmp_path / "init"), str(tmp_path / "out")), nprocs=2)
+    for rank in range(2):  # every rank holds the sum
+        assert json.loads((tmp_path / f"out.{rank}").read_text()) == [3.0, 5, 1, 1.0]

@@ -13,7 +13,8 @@ from asrlab.checkpoint import load
 from asrlab.cli import main
 from asrlab.commands.train import add_arguments, overrides_from_args
 from asrlab.config import FINETUNE_TRAIN, Config
-from asrlab.train import TrainingRefused, build_setup, train
+from asrlab.train import TrainingRefused, train
+from asrlab.train_setup import build_setup
 
 SMALL = Config().merged({
     "augment": {"speed_perturb": [1.0], "freq_masks": 0, "time_masks": 0},

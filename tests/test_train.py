@@ -92,13 +92,13 @@ def test_cosine_schedule_warms_up_then_decays():
 
 @pytest.mark.slow
 def test_training_threads_make_room_for_a_busy_process(tiny_corpus, tmp_path, monkeypatch):
-    import asrlab.train as train_module
+    import asrlab.callbacks as callbacks_module
     from asrlab.runtime import physical_cores
     from tests.conftest import busy_neighbour
 
     if physical_cores() < 2:
         pytest.skip("one core: no thread to give up")
-    monkeypatch.setattr(train_module, "THREAD_CHECK_S", 0.5)
+    monkeypatch.setattr(callbacks_module, "THREAD_CHECK_S", 0.5)
     run = tmp_path / "run"
     with busy_neighbour():
         train(tiny_corpus / "train.jsonl", tiny_corpus / "val.jsonl", run, short(4),
@@ -111,7 +111,7 @@ def test_training_threads_make_room_for_a_busy_process(tiny_corpus, tmp_path, mo
 def test_threads_follow_the_load_only_when_the_user_gave_no_count():
     from types import SimpleNamespace
 
-    from asrlab.train import follows_load
+    from asrlab.callbacks import follows_load
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     one = SimpleNamespace(device=cpu, world=1)
@@ -119,3 +119,13 @@ def test_threads_follow_the_load_only_when_the_user_gave_no_count():
     assert not follows_load(short(1).merged({"train": {"threads": 2}}), one)
     assert not follows_load(short(1), SimpleNamespace(device=gpu, world=1))
     assert not follows_load(short(1), SimpleNamespace(device=cpu, world=2))  # torchrun ranks
+
+
+def test_epoch_totals_add_up_and_average_per_utterance():
+    from asrlab.distributed import Dist
+    from asrlab.train import EpochTotals
+
+    a, b = EpochTotals(3.0, 2, 1, 1.5), EpochTotals(1.0, 2, 0, 0.5)
+    assert a + b == EpochTotals(4.0, 4, 1, 2.0)
+    assert (a + b).mean_loss == 1.0 and EpochTotals().mean_loss == 0.0  # no utterance: 0
+    assert (a + b).reduced(Dist()) == a + b  # one process: nothing to sum

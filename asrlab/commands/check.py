@@ -1,8 +1,11 @@
 """`asrlab check`: the doctor's pre-flight on the data, without training.
 
-Reads every utterance of both manifests (the same scan `asrlab train` does), prints the
-findings most likely cause first, writes `{"findings": [...], "stats": {...}}` with --out, and
-exits 1 when any finding is an error (the cases `asrlab train` refuses without --force).
+Takes every flag of `asrlab train` that changes what is checked (asrlab.commands.run_flags:
+--preset, --config, --model, --tokenizer, --vocab-size, --set, --init-from, --recompute-cmvn),
+resolves the same config and runs the same scan and checks as train's pre-flight
+(asrlab.preflight), prints the findings most likely cause first, writes
+`{"findings": [...], "stats": {...}}` with --out, and exits 1 when any finding is an error (the
+cases `asrlab train` refuses without --force).
 """
 
 from __future__ import annotations
@@ -11,47 +14,36 @@ import argparse
 import json
 from pathlib import Path
 
+from asrlab.commands import run_flags
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train", required=True, type=Path, help="training manifest (JSON Lines)")
     p.add_argument("--val", required=True, type=Path, help="validation manifest")
-    p.add_argument("--preset", default="default",
-                   help="named recipe whose features/model to check against (default, seed-crnn, ...)")
-    p.add_argument("--config", type=Path, help="YAML config, applied over the preset")
-    p.add_argument("--model", help="model name (its time subsampling decides CTC feasibility)")
+    run_flags.add_arguments(p)
     p.add_argument("--out", type=Path, help="write the findings as JSON here")
-
-
-def load_config(args):
-    import yaml
-
-    from asrlab.config import Config, preset
-
-    cfg = preset(args.preset)
-    if args.config:  # only the keys the file sets override the preset
-        Config.from_yaml(args.config)  # validates the file (unknown keys, types)
-        cfg = cfg.merged(yaml.safe_load(args.config.read_text()) or {})
-    if args.model:
-        cfg = cfg.merged({"model": {"name": args.model}})
-    return cfg.validate()
 
 
 def run(args) -> int:
     from rich.console import Console
 
     from asrlab.config import ConfigError
-    from asrlab.doctor.checks import check_manifests
     from asrlab.doctor.display import print_findings
-    from asrlab.doctor.findings import has_errors, rank, write_findings_json
+    from asrlab.doctor.findings import has_errors, write_findings_json
+    from asrlab.preflight import TrainingRefused, check_manifests
 
     console = Console(stderr=True)
     try:
-        cfg = load_config(args)
+        cfg = run_flags.config_from_args(args).validate()
     except ConfigError as e:
         console.print(f"[red]config error:[/red] {e}")
         return 2
-    report = check_manifests(args.train, args.val, cfg)
-    findings = rank(report.findings)
+    try:
+        report = check_manifests(args.train, args.val, cfg)
+    except TrainingRefused as e:  # --init-from: the source model cannot start this run
+        console.print(f"[red]cannot check:[/red] {e}")
+        return 1
+    findings = report.findings  # ranked
     print_findings(findings, console, title=f"asrlab check: {args.train.name} / {args.val.name}")
     for split in ("train", "val"):
         s = report.stats.get(split)

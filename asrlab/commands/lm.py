@@ -39,10 +39,9 @@ def text_normalizer(args):
         from asrlab.transcribe import load_recognizer
 
         return load_recognizer(args.model).text_normalizer
-    from asrlab.commands.check import load_config
+    from asrlab.preflight import resolve_config
 
-    return load_config(argparse.Namespace(preset=args.preset, config=args.config,
-                                          model=None)).text
+    return resolve_config(args.preset, args.config).validate().text
 
 
 def run(args) -> int:

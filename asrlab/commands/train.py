@@ -7,9 +7,9 @@ import errno
 import json
 from pathlib import Path
 
-import yaml
-
-from asrlab.config import FINETUNE_TRAIN, Config, ConfigError, preset
+from asrlab.commands import run_flags
+from asrlab.commands.run_flags import put
+from asrlab.config import Config, ConfigError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,11 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="start a fresh run in an --out folder that holds one (deletes its "
                         "checkpoints, metrics and findings); without it such a folder is refused")
-    p.add_argument("--preset", default="default",
-                   help="named recipe: default, finetune (what --init-from fills in), seed-crnn, "
-                        "seed-report (the original failing run)")
-    p.add_argument("--config", type=Path, help="YAML config; applied over the preset")
-    p.add_argument("--model", help="model name: crnn-sub4 (default), seed-crnn, conformer")
+    run_flags.add_arguments(p)  # --preset --config --model --tokenizer --set --init-from ...
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-minutes", type=float, help="stop after this much wall time (0: no limit)")
     p.add_argument("--lr", type=float, help="peak learning rate")
@@ -33,100 +29,44 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="fixed utterances per batch (default: by duration)")
     p.add_argument("--ctc-smoothing", type=float, help="uniform-label smoothing weight, e.g. 0.1")
     p.add_argument("--init-gain", type=float, help="xavier init gain (only with model.init: xavier)")
-    p.add_argument("--tokenizer", choices=["char", "bpe"])
-    p.add_argument("--vocab-size", type=int, help="BPE vocabulary size")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="any config value, e.g. --set augment.freq_masks=0 (YAML syntax)")
-    p.add_argument("--init-from", metavar="RUN_OR_CHECKPOINT",
-                   help="fine-tune: start from this trained model's weights (same architecture; "
-                        "its model and feature settings are taken unless you set them), in a new "
-                        "run folder with a fresh optimizer; fine-tuning defaults (lr 5e-4, "
-                        "warmup 0.2 epochs, 20 epochs, early stop 6) fill what you do not set")
-    p.add_argument("--recompute-cmvn", action="store_true", default=None,
-                   help="with --init-from: estimate the feature statistics on this training set "
-                        "(default: keep the source model's)")
     p.add_argument("--freeze-encoder-epochs", type=int, metavar="N",
                    help="with --init-from: train only the output layer for the first N epochs")
     p.add_argument("--force", action="store_true", help="train even if the checks find errors")
     p.add_argument("--no-progress", action="store_true", help="plain log lines, no progress bar")
 
 
-def overrides_from_args(args) -> dict:
-    """Flags -> {"section": {"key": value}}; only the flags the user gave."""
+def train_flags(args) -> dict:
+    """train's own flags (those that do not change what the pre-flight checks) -> overrides."""
     o: dict = {}
-
-    def put(section, key, value):
-        if value is not None:
-            o.setdefault(section, {})[key] = value
-
-    put("model", "name", args.model)
-    put("train", "epochs", args.epochs)
+    put(o, "train", "epochs", args.epochs)
     if args.max_minutes is not None:  # 0 means no limit, which is None in the config
         o.setdefault("train", {})["max_minutes"] = args.max_minutes or None
-    put("train", "lr", args.lr)
-    put("train", "warmup_epochs", args.warmup_epochs)
-    put("train", "batch_size", args.batch_size)
-    put("train", "ctc_smoothing", args.ctc_smoothing)
-    put("model", "init_gain", args.init_gain)
-    put("train", "seed", args.seed)
-    put("train", "threads", args.threads)
-    if args.tokenizer:
-        o["tokenizer"] = args.tokenizer
-    if args.vocab_size:
-        o["vocab_size"] = args.vocab_size
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        section, dot, name = key.partition(".")
-        if not sep:
-            raise ConfigError(f"--set {item!r}: use SECTION.KEY=VALUE, e.g. --set train.lr=1e-4")
-        if dot:
-            o.setdefault(section, {})[name] = yaml.safe_load(value)
-        else:
-            o[section] = yaml.safe_load(value)
-    put("train", "init_from", getattr(args, "init_from", None))
-    put("train", "recompute_cmvn", getattr(args, "recompute_cmvn", None))
-    put("train", "freeze_encoder_epochs", getattr(args, "freeze_encoder_epochs", None))
-    if getattr(args, "init_from", None):
-        o = finetune_overrides(args, o)
+    put(o, "train", "lr", args.lr)
+    put(o, "train", "warmup_epochs", args.warmup_epochs)
+    put(o, "train", "batch_size", args.batch_size)
+    put(o, "train", "ctc_smoothing", args.ctc_smoothing)
+    put(o, "model", "init_gain", args.init_gain)
+    put(o, "train", "seed", args.seed)
+    put(o, "train", "threads", args.threads)
     return o
 
 
-def finetune_overrides(args, user: dict) -> dict:
-    """With --init-from: the source model's features, model, text rules and tokenizer settings
-    (so that its weights fit), and config.FINETUNE_TRAIN under the default preset, for every
-    key neither a flag, --set nor the --config file sets; the user's values on top."""
-    from asrlab.checkpoint import load
+def user_overrides(args) -> dict:
+    """Every flag the user gave -> {"section": {"key": value}} (--set over train's own flags;
+    --freeze-encoder-epochs over --set)."""
+    o = run_flags.overrides(args, train_flags(args))
+    put(o, "train", "freeze_encoder_epochs", args.freeze_encoder_epochs)
+    return o
 
-    try:
-        source = load(args.init_from).config.to_dict()
-    except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(f"--init-from {args.init_from}: {e}") from None
-    set_by_user = {(section, key) for section, values in user.items()
-                   for key in (values if isinstance(values, dict) else [None])}
-    if getattr(args, "config", None):
-        data = yaml.safe_load(Path(args.config).read_text()) or {}
-        set_by_user |= {(section, key) for section, values in data.items()
-                        for key in (values if isinstance(values, dict) else [None])}
-    base: dict = {}
-    for section in ("features", "model", "text"):
-        for key, value in source[section].items():
-            if (section, key) not in set_by_user and (section, None) not in set_by_user:
-                base.setdefault(section, {})[key] = value
-    for key in ("tokenizer", "vocab_size"):
-        if (key, None) not in set_by_user:
-            base[key] = source[key]
-    if getattr(args, "preset", "default") == "default":
-        for key, value in FINETUNE_TRAIN.items():
-            if ("train", key) not in set_by_user:
-                base.setdefault("train", {})[key] = value
-    for section, values in user.items():
-        if isinstance(values, dict):
-            base.setdefault(section, {}).update(values)
-        else:
-            base[section] = values
-    return base
+
+def overrides_from_args(args) -> dict:
+    """Flags -> {"section": {"key": value}}: only the flags the user gave; with --init-from,
+    the source's settings and the fine-tuning defaults under them (asrlab.finetune)."""
+    from asrlab.preflight import run_overrides
+
+    return run_overrides(user_overrides(args), args.init_from, args.config, args.preset)
 
 
 def resolve(args) -> tuple[Config, Path, Path, Path, bool]:
@@ -148,19 +88,17 @@ def resolve(args) -> tuple[Config, Path, Path, Path, bool]:
     missing = [f"--{n}" for n in ("train", "val", "out") if getattr(args, n) is None]
     if missing:
         raise ValueError(f"missing {', '.join(missing)} (or --resume RUN)")
-    cfg = preset(args.preset)
-    if args.config:  # only the keys the file sets override the preset
-        Config.from_yaml(args.config)  # validates the file's keys and types, naming it
-        cfg = cfg.merged(yaml.safe_load(args.config.read_text()) or {})
-    return cfg.merged(overrides_from_args(args)), args.train, args.val, args.out, False
+    cfg = run_flags.config_from_args(args, user_overrides(args))
+    return cfg, args.train, args.val, args.out, False
 
 
 def run(args) -> int:
     from rich.console import Console
 
     from asrlab.checkpoint import CheckpointWriteError
+    from asrlab.preflight import TrainingRefused
     from asrlab.run_folder import RunFolderError
-    from asrlab.train import TrainingRefused, train
+    from asrlab.train import train
 
     console = Console(stderr=True)
     try:
@@ -179,7 +117,7 @@ def run(args) -> int:
     try:  # run.json is written by train() once the folder is locked and may be (re)used
         result = train(train_path, val_path, out, cfg, resume=resume, force=args.force,
                        show_progress=not args.no_progress, console=console,
-                       overwrite=getattr(args, "overwrite", False), run_info=info)
+                       overwrite=args.overwrite, run_info=info)
     except (TrainingRefused, RunFolderError) as e:
         console.print(f"[red]refusing to train:[/red] {e}")
         return 1

@@ -20,6 +20,7 @@ from asrlab.features import StatsAccumulator, feature_dim
 EMPTY_TRANSCRIPT = "empty transcript"
 EMPTY_AFTER_NORMALIZATION = "empty transcript after text normalization"
 OOV_REASON = "characters not in the vocabulary"
+BAD_LINE = "bad manifest line"
 
 
 def text_problem(u: Utterance, tokenizer=None) -> str | None:
@@ -39,7 +40,7 @@ class ScanResult:
     skipped: list[Skipped]
     waves: dict[str, np.ndarray] = field(default_factory=dict)  # id -> waveform (kept if asked)
     # id -> the raw log-mel the statistics were estimated from (kept only if asked), so the
-    # training feature cache starts with every 1.0x variant (asrlab.train.feature_cache)
+    # training feature cache starts with every 1.0x variant (asrlab.train_setup.feature_cache)
     feats: dict[str, np.ndarray] = field(default_factory=dict)
     sample_rates: dict[int, int] = field(default_factory=dict)  # native rate -> count
     stats: StatsAccumulator | None = None
@@ -68,7 +69,7 @@ def duration_problem(seconds: float, bounds: tuple[float, float | None]) -> str 
 
 def problem_skipped(split: str, p: Skipped) -> Skipped:
     """A bad manifest line (read_manifest) as one of the split's skipped items."""
-    return replace(p, split=split, reason=f"bad manifest line: {p.reason}")
+    return replace(p, split=split, reason=f"{BAD_LINE}: {p.reason}")
 
 
 def native_rate(path: Path) -> int | None:

@@ -1,10 +1,12 @@
-"""Pre-training data checks: `asrlab check`, and the first thing `asrlab train` does.
+"""Pre-training data checks: `asrlab check`, and the first thing `asrlab train` does (both
+through asrlab.preflight: one scan, these findings).
 
 `check_scanned(train_scan, val_scan, config, tokenizer, pipeline)` works on what
 `asrlab.data.scan.scan_split` already read (every utterance, once) and returns findings:
 
-- EMPTY_TRANSCRIPT, OOV_CHARACTERS, BAD_AUDIO (unreadable, empty, silent, NaN): the items the
-  scan skipped, by reason, ids in evidence; BAD_AUDIO also for clipped audio that is used;
+- BAD_MANIFEST, EMPTY_TRANSCRIPT, OOV_CHARACTERS, BAD_AUDIO (unreadable, empty, silent, NaN):
+  the items the scan skipped, by reason, ids in evidence; BAD_AUDIO also for clipped audio
+  that is used;
 - SAMPLE_RATE_MISMATCH: native rates differing between splits, within a split, or below the
   feature rate (upsampled audio is empty above its old Nyquist frequency);
 - INFEASIBLE_LENGTH: encoder output frames (the model's real subsampling) < labels + repeats;
@@ -25,12 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asrlab.data.scan import (EMPTY_AFTER_NORMALIZATION, EMPTY_TRANSCRIPT, OOV_REASON,
+from asrlab.data.manifest import Skipped, Utterance
+from asrlab.data.scan import (BAD_LINE, EMPTY_AFTER_NORMALIZATION, EMPTY_TRANSCRIPT, OOV_REASON,
                                ScanResult, native_rate)
 from asrlab.ctc import frames_needed_rows
 from asrlab.doctor.featstats import compare_feature_stats, split_raw_stats
 from asrlab.doctor.findings import Finding, rank
-from asrlab.features import FeatureStats, front_end
+from asrlab.features import FeatureStats
 from asrlab.frames import output_frames
 
 MAX_IDS = 50  # utterance ids listed in evidence per finding
@@ -118,6 +121,8 @@ def speaker_findings(train_scan: ScanResult, val_scan: ScanResult) -> list[Findi
 # ---- skipped items: empty text, OOV text, unusable audio --------------------------------
 
 def _reason_code(reason: str) -> str:
+    if reason.startswith(BAD_LINE):
+        return "BAD_MANIFEST"
     if reason.startswith(EMPTY_TRANSCRIPT):
         return "EMPTY_TRANSCRIPT"
     if reason.startswith(OOV_REASON):
@@ -131,6 +136,9 @@ def skipped_findings(scan: ScanResult, th: DataThresholds) -> list[Finding]:
         groups.setdefault(_reason_code(s.reason), []).append(s)
     out = []
     for code, items in groups.items():
+        if code == "BAD_MANIFEST":
+            out.append(bad_manifest_finding(scan.split, items))
+            continue
         frac = len(items) / max(1, scan.read)
         limit = th.oov_error_fraction if code == "OOV_CHARACTERS" else th.skipped_error_fraction
         severity = "error" if frac > limit else "warning"
@@ -163,6 +171,30 @@ def skipped_findings(scan: ScanResult, th: DataThresholds) -> list[Finding]:
         out.append(Finding(code, severity, msg, ev, fix + (
             "; the split is unusable at this rate" if severity == "error" else "")))
     return out
+
+
+def bad_manifest_finding(split: str, items: list[Skipped]) -> Finding:
+    """Manifest lines that cannot be read (asrlab.data.scan.problem_skipped items): always an
+    error, since `asrlab train` refuses the manifest unless forced."""
+    path = items[0].source.rsplit(":", 1)[0]
+    return Finding(
+        "BAD_MANIFEST", "error", f"{len(items)} line(s) of {path} cannot be read",
+        {"split": split, "count": len(items), "lines": [str(p) for p in items[:MAX_IDS]]},
+        "fix these lines (each must be a JSON object with audio_filepath, duration and text); "
+        "`asrlab train` refuses the manifest until then")
+
+
+def no_transcript_finding(train_path: str | Path, utts: list[Utterance]) -> Finding:
+    """No training utterance has a transcript the text rules keep: nothing to learn a
+    vocabulary from (no audio is read then)."""
+    raw = [u.original_text for u in utts if u.original_text.strip()]
+    return Finding("EMPTY_TRANSCRIPT", "error",
+                   f"{train_path}: no training utterance has a transcript"
+                   + (f" after text normalization ({len(raw)} have text, e.g. {raw[0]!r}, that "
+                      f"the text rules remove)" if raw else ""),
+                   {"split": "train", "count": len(utts), "texts": raw[:MAX_IDS]},
+                   "add transcripts to the training manifest"
+                   + (" or change the text rules (config `text:`)" if raw else ""))
 
 
 def _oov_chars(reason: str) -> str:
@@ -449,48 +481,3 @@ def check_stats_against(ref: FeatureStats, scan: ScanResult, config,
     f = cmp.finding(scan.split, th.feature_shift_warning, th.feature_shift_error,
                     against="the model's training statistics")
     return ([f] if f else []), cmp.summary()
-
-
-# ---- `asrlab check`: manifests -> scans -> findings ---------------------------------------
-
-def check_manifests(train_path: str | Path, val_path: str | Path, config,
-                    thresholds: DataThresholds | None = None) -> CheckReport:
-    """What `asrlab train` would check, without training. Bad manifest lines are findings
-    (BAD_MANIFEST) here instead of an exception."""
-    from asrlab.data.scan import scan_split
-    from asrlab.data.text import read_transcripts
-    from asrlab.data.tokenizer import build_tokenizer
-
-    findings: list[Finding] = []
-    utts = {}
-    for split, path in (("train", train_path), ("val", val_path)):
-        read = read_transcripts(path, config.text, strict=False)  # the model's text rules
-        utts[split], problems = read.utterances, read.problems
-        if problems:
-            findings.append(Finding(
-                "BAD_MANIFEST", "error", f"{len(problems)} line(s) of {path} cannot be read",
-                {"split": split, "count": len(problems),
-                 "lines": [str(p) for p in problems[:MAX_IDS]]},
-                "fix these lines (each must be a JSON object with audio_filepath, duration "
-                "and text); `asrlab train` refuses the manifest until then"))
-    texts = [u.text for u in utts["train"] if u.text.strip()]
-    if not texts:
-        raw = [u.original_text for u in utts["train"] if u.original_text.strip()]
-        findings.append(Finding("EMPTY_TRANSCRIPT", "error",
-                                f"{train_path}: no training utterance has a transcript"
-                                + (f" after text normalization ({len(raw)} have text, e.g. "
-                                   f"{raw[0]!r}, that the text rules remove)" if raw else ""),
-                                {"split": "train", "count": len(utts["train"]),
-                                 "texts": raw[:MAX_IDS]},
-                                "add transcripts to the training manifest"
-                                + (" or change the text rules (config `text:`)" if raw else "")))
-        return CheckReport(findings, {})
-    tokenizer = build_tokenizer(config.tokenizer, texts, config.vocab_size)
-    logmel = front_end(config.features)
-    tr = scan_split("train", utts["train"], config.features.sample_rate, tokenizer, logmel,
-                    duration_bounds=(config.train.min_duration, config.train.max_duration))
-    va = scan_split("val", utts["val"], config.features.sample_rate, tokenizer)
-    report = run_checks(tr, va, config, tokenizer, None, thresholds)
-    report.findings = findings + report.findings
-    report.stats["vocabulary"] = tokenizer.vocab_size
-    return report

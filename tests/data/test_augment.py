@@ -438,13 +438,13 @@ def test_training_dataset_with_every_switch_keeps_lengths_and_is_reproducible(ut
 
 
 def test_evaluation_never_augments_even_when_the_config_asks(utts):
-    """The evaluation path builds its dataset without an AugmentConfig (train.build_setup's
+    """The evaluation path builds its dataset without an AugmentConfig (train_setup.make_data's
     val_ds, evaluate): whatever the config says, features are the plain pipeline's."""
     import inspect
 
-    from asrlab import train as train_module
+    from asrlab import train_setup
 
-    src = inspect.getsource(train_module.build_setup)
+    src = inspect.getsource(train_setup.make_data)
     assert "SpeechDataset(va.used, pipeline, tokenizer, None" in src
     ds, pipeline = make_dataset(utts, None)
     for i, u in enumerate(utts):

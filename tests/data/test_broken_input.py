@@ -381,6 +381,34 @@ def test_forced_train_skips_bad_manifest_lines_and_lists_them(tmp_path):
     sources = {r["source"] for r in listed}
     for line in bad:
         assert f"{manifest}:{line}" in sources
+    # train's pre-flight and asrlab check judge the bad lines alike: BAD_MANIFEST, an error
+    from asrlab.preflight import check_manifests
+
+    trained = json.loads((run / "check.json").read_text())["findings"]
+    checked = [f.to_dict() for f in check_manifests(manifest, val_manifest(tmp_path), TINY).findings]
+    f, = [f for f in trained if f["code"] == "BAD_MANIFEST"]
+    assert f["severity"] == "error" and f["evidence"]["count"] == len(bad)
+    assert finding_summary(trained) == finding_summary(checked)
+
+
+def finding_summary(findings: list[dict]) -> list[tuple]:
+    """What must agree between two verbs' findings: code, severity, split, kind, count."""
+    return sorted((f["code"], f["severity"], str(f["evidence"].get("split")),
+                   str(f["evidence"].get("kind")), f["evidence"].get("count", -1))
+                  for f in findings)
+
+
+def test_no_training_transcript_refuses_train_and_is_checks_finding(tmp_path):
+    from asrlab.preflight import check_manifests
+    from asrlab.train import TrainingRefused, train
+
+    (tmp_path / "m.jsonl").write_text(row("wavs/a.wav", "...") + "\n" + row("wavs/b.wav", "") + "\n")
+    with pytest.raises(TrainingRefused, match="no training utterance has a transcript after "
+                                              "text normalization"):
+        train(tmp_path / "m.jsonl", tmp_path / "m.jsonl", tmp_path / "run", TINY,
+              show_progress=False)
+    f, = check_manifests(tmp_path / "m.jsonl", tmp_path / "m.jsonl", TINY).findings
+    assert (f.code, f.severity, f.evidence["texts"]) == ("EMPTY_TRANSCRIPT", "error", ["..."])
 
 
 def test_unforced_train_refuses_bad_manifest_lines_naming_them(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from asrlab.config import Config, FeatureConfig, ModelConfig, preset
+from asrlab.config import Config, FeatureConfig, preset
 
 FSDD = Path(__file__).resolve().parents[3] / "shared" / "data" / "fsdd" / "recordings"
 WORDS = "zero one two three four five six seven eight nine".split()

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asrlab.doctor.checks import DataThresholds, check_manifests, clipped_share, robust_outliers
+from asrlab.doctor.checks import DataThresholds, clipped_share, robust_outliers
 from asrlab.doctor.featstats import compare_feature_stats
 from asrlab.features import FeatureStats
+from asrlab.preflight import check_manifests
 
 from . import zoo
 

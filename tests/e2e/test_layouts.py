@@ -252,3 +252,47 @@ def test_kaldi_layout_end_to_end(kaldi, capsys):
     assert all("offset" in u.extra for u in load_manifest(kaldi.train))  # segments were used
     seen = every_verb(kaldi, capsys)
     assert "it's" in seen["words"]
+
+
+# ---- check on train's path --------------------------------------------------------------
+
+def finding_summary(findings: list[dict]) -> list[tuple]:
+    """What `asrlab check` and train's pre-flight must agree on: each finding's code, severity,
+    split, kind and count, and its message (which carries the counts and paths)."""
+    return sorted((f["code"], f["severity"], str(f["evidence"].get("split")),
+                   str(f["evidence"].get("kind")), f["evidence"].get("count", -1), f["message"])
+                  for f in findings)
+
+
+def preflight_findings(run: Path) -> list[dict]:
+    return json.loads((run / "check.json").read_text())["findings"]
+
+
+@pytest.mark.parametrize("layout", ["librispeech", "commonvoice", "kaldi"])
+def test_check_gives_the_findings_of_trains_preflight(layout, request):
+    p = request.getfixturevalue(layout)
+    assert p.check["findings"], "the layouts have findings (SEEN_SPEAKERS) to compare"
+    assert finding_summary(p.check["findings"]) == finding_summary(preflight_findings(p.run))
+
+
+def test_check_with_set_and_init_from_gives_the_findings_of_trains_preflight(librispeech,
+                                                                             tmp_path):
+    """Fine-tuning the LibriSpeech model with a minimum duration that leaves out half of the
+    training utterances: check resolves the source's model, features, vocabulary and CMVN and
+    the --set like train does; train refuses on the error, after writing its pre-flight."""
+    from asrlab.data.manifest import load_manifest
+
+    p = librispeech
+    durations = sorted(u.duration for u in load_manifest(p.train))
+    flags = ["--init-from", p.run, "--set", f"train.min_duration={durations[len(durations) // 2]}",
+             "--set", "augment.speed_perturb=[1.0,1.6]"]
+    assert cli("check", "--train", p.train, "--val", p.val, "--out", tmp_path / "check.json",
+               *flags) == 1
+    checked = json.loads((tmp_path / "check.json").read_text())["findings"]
+    assert cli("train", "--train", p.train, "--val", p.val, "--out", tmp_path / "run",
+               "--no-progress", *flags) == 1  # refused: the errors below
+    trained = preflight_findings(tmp_path / "run")
+    assert finding_summary(checked) == finding_summary(trained)
+    short, = [f for f in checked if f["code"] == "BAD_AUDIO" and f["severity"] == "error"]
+    assert "train.min_duration" in next(iter(short["evidence"]["reasons"].values()))
+    assert finding_summary(checked) != finding_summary(p.check["findings"])  # the flags count

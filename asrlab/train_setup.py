@@ -1,0 +1,265 @@
+"""Everything the training loop (asrlab.train) needs, built once: `build_setup` runs the
+pre-flight (asrlab.preflight: the data scan, the doctor's checks and their refusals), records
+the run's config and data (RUN/config.yaml, skipped.jsonl, data.json), and builds the model
+(fresh, resumed, or fine-tuned: asrlab.finetune), the optimizer, the datasets and batch
+samplers, and the callbacks. `Run` and `TrainState` are what the loop advances and callbacks
+see.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asrlab import distributed
+from asrlab.callbacks import (EncoderFreeze, ThreadFollower, TrainingCallback, as_callback,
+                              follows_load)
+from asrlab.checkpoint import Checkpoint
+from asrlab.config import Config
+from asrlab.data.dataset import SpeechDataset, collate, load_noises
+from asrlab.data.featcache import FeatureCache
+from asrlab.data.sampler import BucketBatchSampler
+from asrlab.data.scan import ScanResult, write_counts, write_skipped
+from asrlab.data.tokenizer import Tokenizer
+from asrlab.doctor.findings import Finding
+from asrlab.features import FeaturePipeline
+from asrlab.finetune import init_model
+from asrlab.models import build_model
+from asrlab.preflight import DataScan, precheck, require_usable, scan_data
+from asrlab.run_folder import check_reuse
+
+log = logging.getLogger("asrlab.train")
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    step: int = 0
+    best_cer: float = math.inf
+    best_epoch: int = 0
+    elapsed_s: float = 0.0
+    lr_scale: float = 1.0  # plateau schedule's decay so far
+    plateau_best: float = math.inf
+    plateau_bad_epochs: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    """What callbacks see."""
+    dir: Path
+    config: Config
+    tokenizer: Tokenizer
+    model: torch.nn.Module
+    state: TrainState
+    steps_per_epoch: int
+    dist: distributed.Dist = field(default_factory=distributed.Dist)
+    notify: Callable[[str], None] | None = None  # the progress display's note line
+    log: logging.Logger = log
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def device(self) -> torch.device:
+        return self.dist.device
+
+    def emit(self, finding: Finding) -> None:
+        self.findings.append(finding)
+        if not self.dist.is_main:
+            return
+        with open(self.dir / "findings.jsonl", "a") as f:
+            f.write(json.dumps({"epoch": self.state.epoch, "step": self.state.step,
+                                **finding.to_dict()}) + "\n")
+        self.log.log(finding.log_level, str(finding))
+
+
+def setup_logging(run_dir: Path) -> None:
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.handlers = [h for h in log.handlers if not isinstance(h, logging.FileHandler)] + [handler]
+    log.setLevel(logging.INFO)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_loader(ds: SpeechDataset, sampler: BucketBatchSampler, cfg: Config):
+    return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate,
+                                       num_workers=cfg.train.num_workers)
+
+
+def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    t = cfg.train
+    cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+
+
+@dataclass
+class Setup:
+    """Everything the epoch loop needs, built once."""
+    run: Run
+    ddp_model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    stats: object
+    train_ds: SpeechDataset
+    sampler: BucketBatchSampler
+    train_loader: object
+    val_loader: object
+    callbacks: list[TrainingCallback]
+    notes: list[str] = field(default_factory=list)  # for the console (e.g. --init-from)
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, is_main: bool, overwrite: bool = False,
+                    run_info: dict | None = None) -> None:
+    """Called with the run folder locked. A fresh run refuses a folder holding a run unless
+    `overwrite`; its per-epoch logs start empty (asrlab.run_folder)."""
+    if not is_main:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    check_reuse(run_dir, resume, overwrite)
+    setup_logging(run_dir)
+    if run_info is not None:
+        (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
+
+
+def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val_path,
+                ckpt: Checkpoint | None, force: bool, callbacks: list | None) -> Setup:
+    """The pre-flight (asrlab.preflight: scan, checks), then the model, optimizer, data and
+    callbacks. `ckpt`: the checkpoint a resumed run continues from."""
+    data = scan_data(cfg, train_path, val_path, resume=ckpt, skip_bad_lines=force,
+                     keep_feats=feature_cache_on(cfg), device=d.device)
+    model, notes = None, []
+    if data.source is not None:  # built before the checks, which draw from the same RNG
+        model, note = init_model(cfg, data.source, data.tokenizer)
+        notes = [note] + data.notes
+        for note in notes:
+            log.info("%s", note)
+    check_run(run_dir, cfg, d, data, train_path, val_path, force)
+    if model is None:
+        model = ckpt.model if ckpt else build_model(cfg, data.tokenizer.vocab_size)
+    model.to(d.device)
+    optimizer, state = start_optimizer(cfg, model, ckpt)
+    train_ds, sampler, train_loader, val_loader = make_data(cfg, data, d)
+    run = Run(run_dir, cfg, data.tokenizer, model, state, len(sampler), d)
+    return Setup(run, wrap_ddp(model, d), optimizer, data.stats, train_ds, sampler, train_loader,
+                 val_loader, make_callbacks(cfg, run_dir, d, callbacks), notes)
+
+
+def show_notes(notes: list[str], console) -> None:
+    """--init-from: what was kept and what re-initialized, on the console."""
+    for note in notes:
+        if console is not None:
+            console.print(f"fine-tuning: {note}", highlight=False, soft_wrap=True)
+        else:
+            print(f"fine-tuning: {note}", file=sys.stderr)
+
+
+def check_run(run_dir: Path, cfg: Config, d: distributed.Dist, data: DataScan, train_path,
+              val_path, force: bool) -> None:
+    """The run's config and data records (rank 0), then the pre-flight's refusals."""
+    tr, va = data.train, data.val
+    if d.is_main:
+        cfg.to_yaml(run_dir / "config.yaml")
+        write_skipped(run_dir / "skipped.jsonl", [tr, va])
+        write_counts(run_dir / "data.json", [tr, va], cfg.features.sample_rate)
+    require_usable(data, train_path, val_path, run_dir)
+    precheck(run_dir, cfg, data, force, write=d.is_main)
+    log.info("train: %d used, %d skipped; val: %d used, %d skipped; vocabulary %d symbols",
+             len(tr.used), len(tr.skipped), len(va.used), len(va.skipped),
+             data.tokenizer.vocab_size)
+
+
+def start_optimizer(cfg: Config, model: torch.nn.Module, ckpt: Checkpoint | None
+                    ) -> tuple[torch.optim.Optimizer, TrainState]:
+    """A fresh optimizer and state, or a resumed run's (its RNG too)."""
+    optimizer = make_optimizer(cfg, model)
+    state = TrainState()
+    if ckpt is not None and ckpt.train_state:
+        optimizer.load_state_dict(ckpt.train_state["optimizer"])
+        state = TrainState(**ckpt.train_state["state"])
+        torch.set_rng_state(ckpt.train_state["torch_rng"])
+    return optimizer, state
+
+
+def wrap_ddp(model: torch.nn.Module, d: distributed.Dist) -> torch.nn.Module:
+    if not d.enabled:
+        return model
+    ids = [d.device.index] if d.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def make_data(cfg: Config, data: DataScan, d: distributed.Dist):
+    """(training dataset, its batch sampler, training loader, validation loader)."""
+    tr, va, tokenizer = data.train, data.val, data.tokenizer
+    pipeline = FeaturePipeline(cfg.features, data.stats)
+    noises = None  # augment.noise_prob > 0 without a noise_dir: generated white/pink noise
+    if cfg.augment.noise_dir and cfg.augment.noise_prob > 0:
+        noises = load_noises(cfg.augment.noise_dir, cfg.features.sample_rate)
+        log.info("noise augmentation: %d files from %s", len(noises), cfg.augment.noise_dir)
+    train_ds = SpeechDataset(tr.used, pipeline, tokenizer, cfg.augment, cfg.train.seed,
+                             waves=tr.waves, noises=noises, feature_cache=feature_cache(cfg, tr))
+    val_ds = SpeechDataset(va.used, pipeline, tokenizer, None, waves=va.waves)
+    sampler = BucketBatchSampler([u.duration for u in tr.used], cfg.train.batch_size,
+                                 cfg.train.batch_seconds, True, cfg.train.sort_first_epoch,
+                                 cfg.train.seed, d.world, d.rank)
+    val_sampler = BucketBatchSampler([u.duration for u in va.used], None, 200.0, False, False,
+                                     num_replicas=d.world, rank=d.rank)
+    return (train_ds, sampler, make_loader(train_ds, sampler, cfg),
+            make_loader(val_ds, val_sampler, cfg))
+
+
+def make_callbacks(cfg: Config, run_dir: Path, d: distributed.Dist, callbacks: list | None
+                   ) -> list[TrainingCallback]:
+    """The user's, then the defaults (default_callbacks); EncoderFreeze first, ThreadFollower
+    last when they apply."""
+    cbs = [as_callback(cb) for cb in list(callbacks or []) + default_callbacks(cfg, run_dir,
+                                                                                  d.is_main)]
+    if cfg.train.freeze_encoder_epochs > 0:
+        cbs.insert(0, EncoderFreeze(cfg.train.freeze_encoder_epochs))
+    if follows_load(cfg, d):
+        cbs.append(ThreadFollower(torch.get_num_threads()))
+    return cbs
+
+
+def feature_cache(cfg: Config, tr: ScanResult) -> FeatureCache | None:
+    """The training log-mel cache, holding already the 1.0x variants the CMVN scan computed."""
+    if not feature_cache_on(cfg):
+        return None
+    t = cfg.train
+    cache = FeatureCache(cfg.features, tr.used, t.feature_cache_mb, t.feature_cache_dir)
+    for i, u in enumerate(tr.used):
+        if u.id in tr.feats:
+            cache.put(i, 1.0, tr.feats.pop(u.id))
+    tr.feats.clear()  # what did not fit is not held twice
+    return cache
+
+
+def feature_cache_on(cfg: Config) -> bool:
+    return bool(cfg.train.feature_cache_mb or cfg.train.feature_cache_dir)
+
+
+def default_callbacks(cfg: Config, run_dir: Path, is_main: bool = True) -> list:
+    """The doctor's monitor always; TensorBoard when enabled and installed."""
+    from asrlab.doctor.monitor import TrainingMonitor
+
+    cbs: list = [TrainingMonitor()]
+    if cfg.train.tensorboard and is_main:
+        try:
+            from asrlab.tensorboard import TensorBoardCallback
+
+            cbs.append(TensorBoardCallback(run_dir / "tb"))
+        except ImportError as e:  # tensorboard not installed: say so once, train anyway
+            log.warning("TensorBoard disabled: %s", e)
+    return cbs
+
