@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -98,7 +99,7 @@ class AugmentConfig:
 #: The model names a config may give; asrlab.models.MODELS has a factory for each (config sits
 #: below the models and does not import them; tests/models/test_registry.py checks the two agree).
 #: "pretrained" is a pretrained speech encoder (model.pretrained.source) under a downstream.
-MODEL_NAMES = ("crnn-sub4", "crnn-sub2", "seed-crnn", "conformer")
+MODEL_NAMES = ("crnn-sub4", "crnn-sub2", "seed-crnn", "conformer", "pretrained")
 #: The pretrained encoders' kinds and the input each takes (features.kind).
 PRETRAINED_INPUT = {"whisper": "whisper", "wav2vec2": "waveform", "hubert": "waveform",
                     "wavlm": "waveform"}
@@ -341,14 +342,9 @@ class Config:
         return cls.from_dict(data)
 
     def merged(self, overrides: dict[str, Any]) -> "Config":
-        """A copy with `{"train": {"lr": 1e-4}}`-style overrides applied."""
-        base = self.to_dict()
-        for section, values in overrides.items():
-            if isinstance(values, dict):
-                base.setdefault(section, {}).update(values)
-            else:
-                base[section] = values
-        return Config.from_dict(base)
+        """A copy with `{"train": {"lr": 1e-4}}`-style overrides applied (nested mappings
+        merge key by key: {"model": {"pretrained": {"stack": 2}}} changes one value)."""
+        return Config.from_dict(deep_merge(self.to_dict(), overrides))
 
 
 def _feature_problems(f: FeatureConfig, m: ModelConfig, a: AugmentConfig) -> list[str]:
@@ -437,6 +433,29 @@ def _to_plain(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_to_plain(v) for v in obj]
     return obj
+
+
+def deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `over`'s values, mappings merged key by key (a copy; neither changes)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = dict(value) if isinstance(value, Mapping) else value
+    return out
+
+
+def key_paths(d: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    """The path of every value a nested mapping sets: {"model": {"crnn": {"hidden": 1}}} ->
+    {("model", "crnn", "hidden")}."""
+    out: set[tuple[str, ...]] = set()
+    for key, value in d.items():
+        if isinstance(value, Mapping) and value:
+            out |= key_paths(value, prefix + (key,))
+        else:
+            out.add(prefix + (key,))
+    return out
 
 
 def _legacy_model_keys(data: dict[str, Any]) -> dict[str, Any]:

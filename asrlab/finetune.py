@@ -23,7 +23,7 @@ import yaml
 
 from asrlab.checkpoint import Checkpoint
 from asrlab.checkpoint import load as load_checkpoint
-from asrlab.config import FINETUNE_TRAIN, Config, ConfigError
+from asrlab.config import FINETUNE_TRAIN, Config, ConfigError, deep_merge, key_paths
 from asrlab.data.text import read_transcripts
 from asrlab.data.tokenizer import Tokenizer
 from asrlab.models import build_model
@@ -45,28 +45,28 @@ def source_defaults(init_from: str | Path, user: Mapping, config_file: Path | No
         source = load_checkpoint(init_from).config.to_dict()
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(f"--init-from {init_from}: {e}") from None
-    set_by_user = _keys(user)
-    if config_file is not None:
-        set_by_user |= _keys(yaml.safe_load(Path(config_file).read_text()) or {})
-    o = {section: dict(v) if isinstance(v, dict) else v for section, v in user.items()}
-    for section in ("features", "model", "text"):
-        for key, value in source[section].items():
-            if (section, key) not in set_by_user and (section, None) not in set_by_user:
-                o.setdefault(section, {})[key] = value
-    for key in ("tokenizer", "vocab_size"):
-        if (key, None) not in set_by_user:
-            o[key] = source[key]
+    user_file = yaml.safe_load(Path(config_file).read_text()) or {} if config_file else {}
+    defaults = {"features": source["features"], "model": source["model"],
+                "text": source["text"], "tokenizer": source["tokenizer"],
+                "vocab_size": source["vocab_size"]}
     if preset_name == "default":
-        for key, value in FINETUNE_TRAIN.items():
-            if ("train", key) not in set_by_user:
-                o.setdefault("train", {})[key] = value
+        defaults["train"] = FINETUNE_TRAIN
+    return under_user(defaults, user, user_file)
+
+
+def under_user(defaults: Mapping, user: Mapping, user_file: Mapping = {}) -> dict:
+    """`user`'s overrides, plus each value of `defaults` that neither `user` nor `user_file`
+    sets (nor a section above it: a user's {"text": {...}} keeps all of its own)."""
+    taken = key_paths(user) | key_paths(user_file)
+    o = deep_merge({}, user)
+    for path in sorted(key_paths(defaults)):
+        if any(path[:n] in taken for n in range(1, len(path) + 1)):
+            continue
+        node, value = o, defaults
+        for part in path[:-1]:
+            node, value = node.setdefault(part, {}), value[part]
+        node[path[-1]] = value[path[-1]]
     return o
-
-
-def _keys(overrides: Mapping) -> set[tuple[str, str | None]]:
-    """(section, key) for each value an overrides mapping sets; (key, None) for a top-level one."""
-    return {(section, key) for section, values in overrides.items()
-            for key in (values if isinstance(values, dict) else [None])}
 
 
 def architecture_differences(cfg: Config, source: Config) -> list[str]:

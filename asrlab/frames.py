@@ -35,10 +35,12 @@ class Stage:
     ceil: bool = False
 
     def apply(self, lengths):
-        """An int, a NumPy integer array or a torch integer tensor (`//` floors on all three)."""
+        """An int, a NumPy integer array or a torch integer tensor (`//` floors on all three);
+        never below 0 (an input shorter than an unpadded kernel gives no frame)."""
         if self.ceil:
             return (lengths + self.stride - 1) // self.stride
-        return (lengths + 2 * self.padding - self.kernel) // self.stride + 1
+        out = (lengths + 2 * self.padding - self.kernel) // self.stride + 1
+        return (out + abs(out)) // 2  # max(out, 0) for an int, an array and a tensor alike
 
 
 def stage_lengths(lengths, stages: tuple[Stage, ...]):
@@ -62,6 +64,13 @@ SCRATCH_STAGES = {
 WHISPER_STAGES = conv3(1, 2)  # conv1 (stride 1), conv2 (stride 2): 100 -> 50 frames/s
 
 
+def arch_stages(arch: dict) -> tuple[Stage, ...]:
+    """A pretrained encoder's convolutions over its input frames, as its source declared them
+    (asrlab.pretrained.EncoderSource.arch: Whisper's two, the wav2vec2 family's seven)."""
+    return tuple(Stage(k, s, p) for k, s, p in
+                 zip(arch["conv_kernel"], arch["conv_stride"], arch["conv_padding"]))
+
+
 def pretrained_arch(model: ModelConfig) -> dict:
     """The pretrained encoder's dimensions (model.pretrained.arch, JSON from its source)."""
     return json.loads(model.pretrained.arch) if model.pretrained.arch else {}
@@ -72,11 +81,7 @@ def time_stages(config: Config) -> tuple[Stage, ...]:
     m = config.model
     if m.name != "pretrained":
         return SCRATCH_STAGES[m.name]
-    if m.pretrained.kind == "whisper":
-        stages = WHISPER_STAGES
-    else:  # wav2vec2 family: the feature encoder's unpadded convolutions over samples
-        arch = pretrained_arch(m)
-        stages = tuple(Stage(k, s) for k, s in zip(arch["conv_kernel"], arch["conv_stride"]))
+    stages = arch_stages(pretrained_arch(m))
     if m.pretrained.stack > 1:
         stages += (Stage(m.pretrained.stack, m.pretrained.stack, 0, ceil=True),)
     return stages

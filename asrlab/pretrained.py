@@ -27,7 +27,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from asrlab.models.ct2 import CT2Model, CT2FormatError, read_ct2
+from asrlab.ct2 import CT2Model, CT2FormatError, read_ct2
 
 KINDS = ("whisper", "wav2vec2", "hubert", "wavlm")
 PIP_EXTRA = 'pip install "asrlab[whisper]"'

@@ -57,17 +57,19 @@ def overrides(args, flags: dict | None = None) -> dict:
 
 
 def apply_sets(o: dict, items: list[str]) -> None:
-    """--set SECTION.KEY=VALUE (or KEY=VALUE for a top-level key) items into `o`, in order;
-    values in YAML."""
+    """--set SECTION.KEY=VALUE (or KEY=VALUE for a top-level key, SECTION.PART.KEY=VALUE for a
+    nested one: model.pretrained.stack=2) items into `o`, in order; values in YAML."""
     for item in items:
         key, sep, value = item.partition("=")
-        section, dot, name = key.partition(".")
-        if not sep:
+        if not sep or not all(key.split(".")):
             raise ConfigError(f"--set {item!r}: use SECTION.KEY=VALUE, e.g. --set train.lr=1e-4")
-        if dot:
-            o.setdefault(section, {})[name] = yaml.safe_load(value)
-        else:
-            o[section] = yaml.safe_load(value)
+        *parents, name = key.split(".")
+        node = o
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {part} is a value, not a section")
+        node[name] = yaml.safe_load(value)
 
 
 def config_from_args(args, user: dict | None = None) -> Config:

@@ -13,6 +13,14 @@ The input an encoder takes is the run's `FeatureConfig`: from-scratch encoders t
 the config sets; a pretrained encoder fixes it (Whisper's log-mel, or the waveform), and
 `Config.validate` refuses anything else. A registry entry is a factory
 `(FeatureConfig, ModelConfig) -> Encoder` (asrlab.models.registry).
+
+`LayeredEncoder` is what pretrained encoders add (asrlab.models.whisper, asrlab.models.hf): the
+layers a downstream can weigh (SUPERB's weighted sum), freeze or train by index.
+
+    forward_layers(x, lengths, upto=None) -> (states, lengths)   num_layers + 1 hidden states
+    run_blocks(h, lengths, start, end) -> states                  blocks start..end-1 from the
+                                                                  state before block `start`
+    blocks (nn.ModuleList), num_layers
 """
 
 from __future__ import annotations
@@ -21,7 +29,9 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from asrlab.frames import Stage
+from torch import nn
+
+from asrlab.frames import Stage, stage_lengths
 
 
 @runtime_checkable
@@ -33,3 +43,29 @@ class Encoder(Protocol):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class LayeredEncoder(nn.Module):
+    out_dim: int
+    num_layers: int
+    blocks: nn.ModuleList
+    stages: tuple[Stage, ...]
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return stage_lengths(lengths, self.stages)
+
+    def forward_layers(self, x: torch.Tensor, lengths: torch.Tensor, upto: int | None = None
+                       ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        states, lengths = self.forward_layers(x, lengths)
+        return states[-1], lengths
+
+    def check_upto(self, upto: int | None) -> int:
+        """forward_layers' `upto`: None for every layer, else 0..num_layers."""
+        upto = self.num_layers if upto is None else upto
+        if not 0 <= upto <= self.num_layers:
+            raise ValueError(f"upto={upto}: this encoder has {self.num_layers} layers")
+        return upto

@@ -26,7 +26,8 @@ import transformers
 from torch import nn
 
 from asrlab.ctc import time_mask
-from asrlab.models.layered import LayeredEncoder
+from asrlab.frames import Stage
+from asrlab.models.encoder import LayeredEncoder
 from asrlab.pretrained import EncoderSource, conv_stack
 
 MODEL_CLASSES = {"wav2vec2": "Wav2Vec2Model", "hubert": "HubertModel", "wavlm": "WavLMModel"}
@@ -59,6 +60,8 @@ class HFEncoder(LayeredEncoder):
         self.normalize = normalize
         self.use_mask = attention_mask
         self.conv_stack = conv_stack(config.to_dict())  # ((kernel, stride), ...)
+        # the feature encoder's unpadded convolutions (0 frames below one window)
+        self.stages = tuple(Stage(kernel, stride) for kernel, stride in self.conv_stack)
         self.out_dim = config.hidden_size
         self.num_layers = config.num_hidden_layers
         self.blocks = model.encoder.layers  # the same ModuleList (freeze / unfreeze by index)
@@ -82,12 +85,6 @@ class HFEncoder(LayeredEncoder):
         config_class = getattr(transformers, MODEL_CLASSES[kind].replace("Model", "Config"))
         model_class = getattr(transformers, MODEL_CLASSES[kind])
         return cls(model_class(config_class.from_dict(config)), normalize, attention_mask)
-
-    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        """Frames out of the feature encoder's unpadded convolutions (0 below one window)."""
-        for kernel, stride in self.conv_stack:
-            lengths = ((lengths - kernel) // stride + 1).clamp(min=0)
-        return lengths
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:

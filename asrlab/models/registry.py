@@ -10,12 +10,14 @@ from __future__ import annotations
 from asrlab.config import ConfigError
 from asrlab.models.conformer import conformer
 from asrlab.models.crnn import crnn_sub2, crnn_sub4, seed_crnn
+from asrlab.models.pretrained import pretrained_encoder
 
 MODELS = {
     "crnn-sub4": crnn_sub4,
     "crnn-sub2": crnn_sub2,
     "seed-crnn": seed_crnn,
     "conformer": conformer,
+    "pretrained": pretrained_encoder,
 }
 
 

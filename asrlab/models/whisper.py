@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from asrlab.ctc import time_mask
-from asrlab.models.ct2 import CT2Model
-from asrlab.models.layered import LayeredEncoder
+from asrlab.ct2 import CT2Model
+from asrlab.frames import WHISPER_STAGES, stage_lengths
+from asrlab.models.encoder import LayeredEncoder
 from asrlab.pretrained import weight_files
 
 #: Whisper's log-mel, normalized ((log10 + 4) / 4), of silence: the log10 floor of 1e-10 (-10)
@@ -119,10 +120,7 @@ class WhisperEncoder(LayeredEncoder):
         """Input frames at most: 2 n_ctx (3000, 30 s of audio)."""
         return 2 * self.dims.n_ctx
 
-    @staticmethod
-    def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
-        """Output frames: conv2 (kernel 3, stride 2, padding 1) halves the mel frames."""
-        return (lengths - 1) // 2 + 1
+    stages = WHISPER_STAGES  # conv2 (kernel 3, stride 2, padding 1) halves the mel frames
 
     def forward_layers(self, x: torch.Tensor, lengths: torch.Tensor, upto: int | None = None
                        ) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -142,7 +140,7 @@ class WhisperEncoder(LayeredEncoder):
                              f"window: transcribe long audio in windows (asrlab.longform)")
         lengths = lengths.to(device=x.device, dtype=torch.long)
         out_lengths = self.output_lengths(lengths)
-        T_out = int(self.output_lengths(torch.tensor(x.shape[1])))  # without padding to 30 s
+        T_out = stage_lengths(x.shape[1], self.stages)  # without padding to 30 s
         if self.pad_to_30s:
             x, lengths = self.pad_30s(x, lengths)
         real = time_mask(lengths, x.shape[1])[:, None, :]  # (B, 1, T)
@@ -164,6 +162,25 @@ class WhisperEncoder(LayeredEncoder):
         keep = time_mask(out_lengths, T_out)[..., None]  # (B, T', 1)
         return [torch.where(keep, s[:, :T_out], 0.0) for s in states], out_lengths
 
+    def run_blocks(self, h: torch.Tensor, lengths: torch.Tensor, start: int, end: int
+                   ) -> list[torch.Tensor]:
+        """Blocks start..end-1 from h (B, T', width), the state before block `start` as
+        forward_layers gives it, lengths (B,) output frames -> their states, the last after
+        the final LayerNorm when `end` is the last block; padded frames zero. A real frame's
+        states are those forward_layers gives (padded frames are never attended to). Not for
+        pad_to_30s, whose padded frames are attended to."""
+        valid = time_mask(lengths, h.shape[1])
+        keep = valid[..., None]  # (B, T', 1)
+        valid[:, 0] = True  # an empty utterance attends to something (no NaN); zeroed below
+        mask = None if bool(valid.all()) else valid[:, None, None, :]  # (B, 1, 1, T')
+        states = []
+        for block in self.blocks[start:end]:
+            h = block(h, mask)
+            states.append(h)
+        if end == self.num_layers and states:
+            states[-1] = self.ln_post(states[-1])
+        return [torch.where(keep, s, 0.0) for s in states]
+
     def pad_30s(self, x: torch.Tensor, lengths: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T, n_mels) -> (B, 2 n_ctx, n_mels): each utterance's frames past its length set
@@ -182,7 +199,7 @@ class WhisperEncoder(LayeredEncoder):
     @classmethod
     def from_ct2(cls, variables: CT2Model | Mapping[str, np.ndarray],
                  pad_to_30s: bool = False) -> "WhisperEncoder":
-        """From a CTranslate2 WhisperSpec's variables (asrlab.models.ct2.read_ct2; a mapping
+        """From a CTranslate2 WhisperSpec's variables (asrlab.ct2.read_ct2; a mapping
         of names to arrays, aliases resolved, works too)."""
         v = variables.resolved("encoder/") if isinstance(variables, CT2Model) else variables
 

@@ -1,4 +1,4 @@
-"""asrlab.models.ct2: CTranslate2's model.bin read into NumPy, on conversions the tests make of a
+"""asrlab.ct2: CTranslate2's model.bin read into NumPy, on conversions the tests make of a
 tiny random transformers Whisper (every quantization CTranslate2 writes)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asrlab.models.ct2 import CT2FormatError, read_ct2
+from asrlab.ct2 import CT2FormatError, read_ct2
 
 
 def hf_tensors(folder) -> dict[str, np.ndarray]:

@@ -7,8 +7,11 @@ from asrlab.models import MODELS, build_model
 def test_config_names_and_the_registry_agree():
     """Config.validate accepts exactly the names asrlab.models can build."""
     assert set(MODEL_NAMES) == set(MODELS)
-    for name in MODEL_NAMES:
+    for name in set(MODEL_NAMES) - {"pretrained"}:
         Config().merged({"model": {"name": name}}).validate()
+    # a pretrained encoder needs its source named (--encoder), and says so
+    with pytest.raises(ValueError, match="--encoder"):
+        Config().merged({"model": {"name": "pretrained"}}).validate()
 
 
 def test_unknown_model_is_refused_by_build_model_too():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from asrlab.features import WhisperLogMel
-from asrlab.models.ct2 import read_ct2
+from asrlab.ct2 import read_ct2
 from asrlab.models.whisper import WhisperDims, WhisperEncoder
 from asrlab.pretrained import BUNDLES, bundle_files
 from tests.models.conftest import WHISPER_CTX
