@@ -196,7 +196,7 @@ def run_speaker(all_rows: list[dict], held_out: str, out: Path, args) -> Speaker
 def tts_corpus(out: Path, n: int, seed: int, engines: tuple[str, ...] = ("espeak",)) -> Path:
     """N distinct strings of 2-5 digit words spoken by 64 synthetic voices of `engines` (made
     once, reused by every held-out speaker's run); returns its train manifest (absolute paths)."""
-    from asrlab.data.synth import synthesize_corpus
+    from asrlab.synth import synthesize_corpus
 
     name = f"tts_{n}_seed{seed}" + ("" if engines == ("espeak",) else "_" + "+".join(engines))
     folder = out / name

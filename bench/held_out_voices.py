@@ -107,7 +107,7 @@ def train_cli(train: Path, val: Path, run: Path, epochs: int, args, sets: list[s
 def synthetic_corpus(args) -> dict[str, Path]:
     """The multi-engine sentence corpus (made once for every seed), manifests with absolute
     paths so that subsets can be written anywhere."""
-    from asrlab.data.synth import available_engines, synthesize_corpus
+    from asrlab.synth import available_engines, synthesize_corpus
 
     folder = args.corpus_dir or args.out / "corpus"
     if not (folder / "corpus.json").is_file():
@@ -183,7 +183,7 @@ def pretrain_run(args, seed: int) -> Path:
 
 def pretrain_corpora(args) -> tuple[dict[str, Path], Path]:
     """The sentences and the digit strings (made once, before runs in parallel read them)."""
-    from asrlab.data.synth import available_engines
+    from asrlab.synth import available_engines
 
     engines = tuple(args.engines.split(",")) if args.engines else tuple(available_engines())
     return synthetic_corpus(args), tts_corpus(args.out, args.digit_strings,

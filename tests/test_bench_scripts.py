@@ -42,7 +42,7 @@ def test_engine_table_takes_the_median_per_variant_and_engine():
 def test_extra_voices_adds_the_espeak_sentences_by_another_engine(tmp_path):
     """bench/extra_voices.py: every N-th espeak-ng training sentence, said by piper, becomes a
     training row of engine "piper" beside the corpus's own; val and test are the corpus's."""
-    from asrlab.data import synth
+    from asrlab import synth
 
     if "piper" not in synth.available_engines():
         pytest.skip(f"piper is not installed ({synth.install_command(['piper'])})")
