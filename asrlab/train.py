@@ -50,7 +50,8 @@ from asrlab.checkpoint import load as load_checkpoint
 from asrlab.checkpoint import save_checkpoint
 from asrlab.config import Config
 from asrlab.ctc import frames_needed, time_mask
-from asrlab.data.dataset import Batch, SpeechDataset, collate, load_noises
+from asrlab.data.augment import load_noises
+from asrlab.data.dataset import Batch, SpeechDataset, collate
 from asrlab.data.featcache import FeatureCache
 from asrlab.data.manifest import ManifestError
 from asrlab.data.sampler import BucketBatchSampler
