@@ -53,9 +53,9 @@ from asrlab.ctc import frames_needed, time_mask
 from asrlab.data.augment import load_noises
 from asrlab.data.dataset import Batch, SpeechDataset, collate
 from asrlab.data.featcache import FeatureCache
-from asrlab.data.manifest import ManifestError
+from asrlab.data.manifest import ManifestError, write_skipped
 from asrlab.data.sampler import BucketBatchSampler
-from asrlab.data.scan import ScanResult, scan_split, write_counts, write_skipped
+from asrlab.data.scan import ScanResult, scan_split, write_counts
 from asrlab.data.text import TextNormalizer, Transcripts, read_transcripts
 from asrlab.data.tokenizer import Tokenizer, build_tokenizer
 from asrlab.decode.greedy import greedy_batch
@@ -559,7 +559,7 @@ def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val
             log.info("%s", note)
     if d.is_main:
         cfg.to_yaml(run_dir / "config.yaml")
-        write_skipped(run_dir / "skipped.jsonl", [tr, va])
+        write_skipped(run_dir / "skipped.jsonl", tr.skipped + va.skipped)
         write_counts(run_dir / "data.json", [tr, va], cfg.features.sample_rate)
     require_usable(tr, va, train_path, val_path, run_dir)
     pipeline = FeaturePipeline(cfg.features, stats)

@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
+from bench_results import write_results  # bench/bench_results.py
 from fsdd import (FSDD_SETTINGS, NARROWBAND, RECORDINGS, SPEAKERS, checked,  # bench/fsdd.py
                   digit_lm, pct, read_rows, run_speaker, tts_corpus, write_rows)
 from recipe_sweep import parse_variant  # bench/recipe_sweep.py
@@ -395,11 +396,8 @@ def save(args, engine_results: list[EngineResult], fsdd_runs: dict) -> str:
         tables.append("(a) held-out engine\n\n" + engines_markdown(engine_results))
     if fsdd_runs:
         tables.append("(b) FSDD held-out speaker\n\n" + fsdd_markdown(fsdd_runs))
-    text = "\n\n".join(tables)
-    (args.out / "results.json").write_text(json.dumps(
-        {"engines": [asdict(r) for r in engine_results], "fsdd": fsdd_runs}, indent=2))
-    (args.out / "results.md").write_text(text + "\n")
-    return text
+    return write_results(args.out, {"engines": engine_results, "fsdd": fsdd_runs},
+                         "\n\n".join(tables))
 
 
 if __name__ == "__main__":
