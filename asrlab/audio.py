@@ -341,13 +341,3 @@ class AudioReader:
         y = resample(native, self.info.sample_rate, self.sample_rate)
         skip = start - lo * up // down
         return y[skip:skip + (stop - start)]
-
-
-def speed_perturb(wave: np.ndarray, factor: float) -> np.ndarray:
-    """Play `factor` times faster (tempo and pitch, as Kaldi's speed perturbation)."""
-    if factor == 1.0:
-        return wave
-    ratio = Fraction(factor).limit_denominator(20)
-    from scipy.signal import resample_poly
-
-    return resample_poly(wave, ratio.denominator, ratio.numerator).astype(np.float32)

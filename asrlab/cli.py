@@ -14,7 +14,7 @@ import sys
 # verb -> (module, one-line help)
 VERBS = {
     "synth": ("asrlab.commands.synth", "synthesize a multi-speaker English corpus with TTS"),
-    "prepare": ("asrlab.commands.prepare", "convert a corpus (librispeech, commonvoice, kaldi, csv, fsdd) to a manifest"),
+    "prepare": ("asrlab.commands.prepare", "convert a corpus to a manifest (`asrlab prepare -h` lists the layouts)"),
     "check": ("asrlab.commands.check", "check data before training (the doctor's pre-flight)"),
     "train": ("asrlab.commands.train", "train a CTC model"),
     "evaluate": ("asrlab.commands.evaluate", "WER/CER of a model on a manifest"),

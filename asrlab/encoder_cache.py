@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from asrlab.audio import speed_perturb
+from asrlab.data.augment import speed_perturb
 from asrlab.data.featcache import FeatureCache, config_namespace
 from asrlab.data.manifest import Utterance
 from asrlab.features import FeaturePipeline

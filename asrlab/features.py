@@ -9,8 +9,9 @@ inference (`FeaturePipeline`). Three kinds (`features.kind`, asrlab.config.FEATU
 
 Statistics of the raw features are estimated and stored in the checkpoint for every kind (the
 doctor compares data against them); only `logmel` is normalized with them. That is how a
-train/val feature mismatch is ruled out by construction. Also SpecAugment and vocal-tract-length
-perturbation (warped filterbanks, training only).
+train/val feature mismatch is ruled out by construction. Also the warped filterbanks of
+vocal-tract-length perturbation (training only; the warp is drawn, like SpecAugment's masks, in
+asrlab.data.augment).
 
 Written in NumPy (not torch) so that the ONNX inference path runs without importing torch.
 Shapes: a waveform is (S,) samples; features are (T, F) frames x mel bins.
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from asrlab.config import AugmentConfig, FeatureConfig
+from asrlab.config import FeatureConfig
 
 LOG_FLOOR = 1e-10
 
@@ -209,30 +210,6 @@ def estimate_stats(waves, cfg: FeatureConfig) -> FeatureStats:
     for wave in waves:
         acc.add(logmel(wave))
     return acc.stats()
-
-
-def vtlp_factor(cfg: AugmentConfig, rng: np.random.Generator) -> float:
-    """A warp factor drawn uniformly from cfg.vtlp, rounded to 0.01 (so at most a few dozen
-    filterbanks are ever built); 1.0 when VTLP is off."""
-    low, high = cfg.vtlp
-    return 1.0 if low == high == 1.0 else round(float(rng.uniform(low, high)), 2)
-
-
-def spec_augment(feats: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Frequency and time masks (SpecAugment); time masks scale with the utterance length.
-    Masks fill with 0, the global mean after CMVN."""
-    feats = feats.copy()
-    T, F = feats.shape
-    for _ in range(cfg.freq_masks):
-        w = int(rng.integers(0, cfg.freq_mask_width + 1))
-        f0 = int(rng.integers(0, max(1, F - w + 1)))
-        feats[:, f0:f0 + w] = 0.0
-    max_t = int(cfg.time_mask_ratio * T)
-    for _ in range(cfg.time_masks):
-        w = int(rng.integers(0, max_t + 1))
-        t0 = int(rng.integers(0, max(1, T - w + 1)))
-        feats[t0:t0 + w, :] = 0.0
-    return feats
 
 
 class WhisperLogMel:

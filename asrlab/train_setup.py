@@ -25,10 +25,12 @@ from asrlab.callbacks import (EncoderFreeze, ThreadFollower, TrainingCallback, a
                               follows_load)
 from asrlab.checkpoint import Checkpoint
 from asrlab.config import Config
-from asrlab.data.dataset import SpeechDataset, collate, load_noises
+from asrlab.data.augment import load_noises
+from asrlab.data.dataset import SpeechDataset, collate
 from asrlab.data.featcache import FeatureCache
 from asrlab.data.sampler import BucketBatchSampler
-from asrlab.data.scan import ScanResult, write_counts, write_skipped
+from asrlab.data.manifest import write_skipped
+from asrlab.data.scan import ScanResult, write_counts
 from asrlab.data.tokenizer import Tokenizer
 from asrlab.doctor.findings import Finding
 from asrlab.features import FeaturePipeline
@@ -171,7 +173,7 @@ def check_run(run_dir: Path, cfg: Config, d: distributed.Dist, data: DataScan, t
     tr, va = data.train, data.val
     if d.is_main:
         cfg.to_yaml(run_dir / "config.yaml")
-        write_skipped(run_dir / "skipped.jsonl", [tr, va])
+        write_skipped(run_dir / "skipped.jsonl", tr.skipped + va.skipped)
         write_counts(run_dir / "data.json", [tr, va], cfg.features.sample_rate)
     require_usable(data, train_path, val_path, run_dir)
     precheck(run_dir, cfg, data, force, write=d.is_main)

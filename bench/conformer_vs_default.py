@@ -14,8 +14,10 @@ import argparse
 import json
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+
+from bench_results import write_results  # bench/bench_results.py, beside this script
 
 # model name -> extra overrides. The conformer gets the usual Conformer dropout (0.1); the
 # shared default (0.25) is tuned for the CRNN.
@@ -90,10 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     results = [summarize(m, args.out / m, args.corpus) for m in MODELS]
-    table = markdown(results, args.minutes)
-    (args.out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
-    (args.out / "results.md").write_text(table + "\n")
-    print(table)
+    print(write_results(args.out, results, markdown(results, args.minutes)))
     return 0
 
 

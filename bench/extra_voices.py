@@ -7,7 +7,7 @@ voice? (docs/benchmarks.md, "A second formant engine in training: SAM".)
 SAM is npm's `sam-js` (Software Automatic Mouth, 1982: formant synthesis with its own English
 letter-to-sound rules), run by node; it is not an engine of `asrlab synth` (its speech is of
 low quality). Each utterance draws SAM's speed, pitch, mouth and throat; piper utterances use 16
-`asrlab.data.synth` piper speakers. Levels are drawn like asrlab synth's (0.9 peak, -12..0 dB).
+`asrlab.synth` piper speakers. Levels are drawn like asrlab synth's (0.9 peak, -12..0 dB).
 
     npm install --prefix /tmp/samjs sam-js@0.3.1
     python bench/extra_voices.py --corpus C --engine sam --out C_sam --sam-js /tmp/samjs
@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from asrlab import synth
 from asrlab.audio import resample
-from asrlab.data import synth
+from asrlab.synth.corpus import UTT_GAIN_DB
 
 SAY_JS = """const SamJs = require('sam-js'); const fs = require('fs');
 const [text, speed, pitch, mouth, throat, out] = process.argv.slice(2);
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         voice = (dict(speed=rng.randint(60, 90), pitch=rng.randint(50, 95),
                       mouth=rng.randint(110, 170), throat=rng.randint(100, 170))
                  if args.engine == "sam" else speakers[k % len(speakers)])
-        level = 0.9 * 10 ** (rng.uniform(*synth.UTT_GAIN_DB) / 20)
+        level = 0.9 * 10 ** (rng.uniform(*UTT_GAIN_DB) / 20)
         if k % args.every:
             continue
         if args.engine == "sam":

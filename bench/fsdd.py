@@ -32,11 +32,12 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from bench_results import write_results  # bench/bench_results.py, beside this script
 
 from asrlab.audio import load_audio
 from asrlab.data.prepare import DIGIT_WORDS
@@ -196,7 +197,7 @@ def run_speaker(all_rows: list[dict], held_out: str, out: Path, args) -> Speaker
 def tts_corpus(out: Path, n: int, seed: int, engines: tuple[str, ...] = ("espeak",)) -> Path:
     """N distinct strings of 2-5 digit words spoken by 64 synthetic voices of `engines` (made
     once, reused by every held-out speaker's run); returns its train manifest (absolute paths)."""
-    from asrlab.data.synth import synthesize_corpus
+    from asrlab.synth import synthesize_corpus
 
     name = f"tts_{n}_seed{seed}" + ("" if engines == ("espeak",) else "_" + "+".join(engines))
     folder = out / name
@@ -340,10 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     for spk in [s.strip() for s in args.held_out.split(",") if s.strip()]:
         results.append(run_speaker(all_rows, spk, args.out, args))
         print(markdown(results[-1:]), flush=True)
-    table = markdown(results)
-    (args.out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
-    (args.out / "results.md").write_text(table + "\n")
-    print(table)
+    print(write_results(args.out, results, markdown(results)))
     return 0
 
 

@@ -20,12 +20,12 @@ Writes FSDD_OUT/reference.json and FSDD_OUT/reference.md and prints the table. T
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from bench_results import write_results  # bench/bench_results.py
 from fsdd import SPEAKERS, pct, read_rows  # bench/fsdd.py, beside this script
 
 from asrlab.audio import load_audio
@@ -102,11 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         strings, n_strings = score(dec, "strings", folder / "test_strings.jsonl")
         results.append(ReferenceResult(spk, single, n_single, strings, n_strings))
         print(markdown(results[-1:]), flush=True)
-    table = markdown(results)
-    (args.fsdd_out / "reference.json").write_text(json.dumps([asdict(r) for r in results],
-                                                             indent=2))
-    (args.fsdd_out / "reference.md").write_text(table + "\n")
-    print(table)
+    print(write_results(args.fsdd_out, results, markdown(results), name="reference"))
     return 0
 
 

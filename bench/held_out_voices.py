@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
+from bench_results import write_results  # bench/bench_results.py
 from fsdd import (FSDD_SETTINGS, NARROWBAND, RECORDINGS, SPEAKERS, checked,  # bench/fsdd.py
                   digit_lm, pct, read_rows, run_speaker, tts_corpus, write_rows)
 from recipe_sweep import parse_variant  # bench/recipe_sweep.py
@@ -107,7 +108,7 @@ def train_cli(train: Path, val: Path, run: Path, epochs: int, args, sets: list[s
 def synthetic_corpus(args) -> dict[str, Path]:
     """The multi-engine sentence corpus (made once for every seed), manifests with absolute
     paths so that subsets can be written anywhere."""
-    from asrlab.data.synth import available_engines, synthesize_corpus
+    from asrlab.synth import available_engines, synthesize_corpus
 
     folder = args.corpus_dir or args.out / "corpus"
     if not (folder / "corpus.json").is_file():
@@ -183,7 +184,7 @@ def pretrain_run(args, seed: int) -> Path:
 
 def pretrain_corpora(args) -> tuple[dict[str, Path], Path]:
     """The sentences and the digit strings (made once, before runs in parallel read them)."""
-    from asrlab.data.synth import available_engines
+    from asrlab.synth import available_engines
 
     engines = tuple(args.engines.split(",")) if args.engines else tuple(available_engines())
     return synthetic_corpus(args), tts_corpus(args.out, args.digit_strings,
@@ -395,11 +396,8 @@ def save(args, engine_results: list[EngineResult], fsdd_runs: dict) -> str:
         tables.append("(a) held-out engine\n\n" + engines_markdown(engine_results))
     if fsdd_runs:
         tables.append("(b) FSDD held-out speaker\n\n" + fsdd_markdown(fsdd_runs))
-    text = "\n\n".join(tables)
-    (args.out / "results.json").write_text(json.dumps(
-        {"engines": [asdict(r) for r in engine_results], "fsdd": fsdd_runs}, indent=2))
-    (args.out / "results.md").write_text(text + "\n")
-    return text
+    return write_results(args.out, {"engines": engine_results, "fsdd": fsdd_runs},
+                         "\n\n".join(tables))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def _one_thread():
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     """20 train / 4 val / 4 test synthesized English utterances (espeak-ng)."""
-    from asrlab.data.synth import synthesize_corpus
+    from asrlab.synth import synthesize_corpus
 
     out = tmp_path_factory.mktemp("tiny_corpus")
     synthesize_corpus(out, n_train=20, n_val=4, n_test=4, seed=3, jobs=1, progress=False)

@@ -10,6 +10,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
+from bench_results import write_results  # noqa: E402
 from held_out_voices import EngineResult, engines_markdown  # noqa: E402
 from recipe_sweep import parse_variant  # noqa: E402
 
@@ -42,7 +43,7 @@ def test_engine_table_takes_the_median_per_variant_and_engine():
 def test_extra_voices_adds_the_espeak_sentences_by_another_engine(tmp_path):
     """bench/extra_voices.py: every N-th espeak-ng training sentence, said by piper, becomes a
     training row of engine "piper" beside the corpus's own; val and test are the corpus's."""
-    from asrlab.data import synth
+    from asrlab import synth
 
     if "piper" not in synth.available_engines():
         pytest.skip(f"piper is not installed ({synth.install_command(['piper'])})")
@@ -61,3 +62,19 @@ def test_extra_voices_adds_the_espeak_sentences_by_another_engine(tmp_path):
         assert sf.info(tmp_path / "x" / row["audio_filepath"]).samplerate == 16000
         assert row["speaker"].startswith("piper:")
     assert (tmp_path / "x" / "test.jsonl").read_text() == (corpus / "test.jsonl").read_text()
+
+
+def test_the_results_writer_keeps_the_rows_and_the_table(tmp_path):
+    """bench_results.write_results, the one writer of the bench scripts' tables: dataclass rows
+    as JSON (what dataclasses.asdict gives), the markdown table beside them, the table back."""
+    from dataclasses import asdict
+
+    rows = [EngineResult(0, "flite", 97, 0.5, 1.0, None, None, 0.2, 0.6, 0.2, 30, 1800, 5.0,
+                         "base")]
+    table = engines_markdown(rows)
+    assert write_results(tmp_path, {"engines": rows, "fsdd": {}}, table) == table
+    assert json.loads((tmp_path / "results.json").read_text()) == {
+        "engines": [asdict(r) for r in rows], "fsdd": {}}
+    assert (tmp_path / "results.md").read_text() == table + "\n"
+    write_results(tmp_path, rows, table, name="reference")
+    assert json.loads((tmp_path / "reference.json").read_text())[0]["held_out"] == "flite"

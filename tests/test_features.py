@@ -2,7 +2,8 @@ import numpy as np
 
 from asrlab.audio import load_audio, resample
 from asrlab.config import AugmentConfig, FeatureConfig
-from asrlab.features import FeaturePipeline, LogMel, estimate_stats, spec_augment
+from asrlab.data.augment import spec_augment
+from asrlab.features import FeaturePipeline, LogMel, estimate_stats
 
 
 def test_frame_count_and_shape():

@@ -84,7 +84,7 @@ def test_the_cycle_check_finds_a_lazy_cycle():
 
 @pytest.mark.parametrize("low, high", [("asrlab.config", "asrlab.models"),
                                        ("asrlab.decode.beam", "asrlab.words"),
-                                       ("asrlab.data.text", "asrlab.data.sentences")])
+                                       ("asrlab.data.text", "asrlab.synth")])
 def test_lower_layers_do_not_import_higher_ones(low, high):
     graph = import_graph()
     seen, todo = set(), [low]

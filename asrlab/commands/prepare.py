@@ -10,7 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-FORMATS = ("librispeech", "commonvoice", "kaldi", "csv", "fsdd")
+from asrlab.data.prepare import READERS, PrepareOptions, prepare
+
+FORMATS = tuple(READERS)  # the formats are the readers asrlab.data.prepare has
 SHOWN_SKIPS = 5
 
 
@@ -41,8 +43,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args):
-    from asrlab.data.prepare import PrepareOptions
-
     delimiter = args.delimiter
     if delimiter in ("\\t", "tab", "TAB"):
         delimiter = "\t"
@@ -58,8 +58,6 @@ def speaker_list(text: str | None) -> tuple[str, ...] | None:
 
 
 def run(args) -> int:
-    from asrlab.data.prepare import prepare
-
     result = prepare(args.format, args.src, args.out, options_from_args(args))
     print(f"{result.manifest}: {result.summary()}")
     if result.skipped:

@@ -1,5 +1,5 @@
 """`asrlab synth`: build a multi-speaker English corpus with text-to-speech
-(asrlab.data.synth.synthesize_corpus)."""
+(asrlab.synth.synthesize_corpus)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from asrlab.data import synth
+from asrlab import synth
+from asrlab.config import MODEL_NAMES, Config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -32,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=2, metavar="N", help="worker processes (2)")
     parser.add_argument("--speakers", type=int, default=64, metavar="N",
                         help="distinct speakers (64)")
+    parser.add_argument("--model", choices=MODEL_NAMES, default=None, metavar="NAME",
+                        help=f"the model the corpus is for ({', '.join(MODEL_NAMES)}; default: "
+                             f"the default config's): no utterance needs more CTC labels a "
+                             f"second than its output frame rate allows")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -47,11 +52,13 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
     else:
         engines = tuple(e.strip() for e in args.engines.replace(" ", ",").split(",") if e.strip())
+    config = Config() if args.model is None else Config().merged({"model": {"name": args.model}})
     started = time.perf_counter()
     try:
         manifests = synth.synthesize_corpus(args.out, args.train, args.val, args.test, seed=args.seed,
                                       text_file=args.text, engines=engines, jobs=args.jobs,
-                                      progress=not args.no_progress, n_speakers=args.speakers)
+                                      progress=not args.no_progress, n_speakers=args.speakers,
+                                      config=config)
     except (synth.EngineUnavailable, synth.SynthError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -67,5 +74,7 @@ def run(args: argparse.Namespace) -> int:
           f"{time.perf_counter() - started:.0f} s")
     for split, path in manifests.items():
         print(f"  {split:<5} {counts[split]:>6} utterances  {hours[split]:6.2f} h  {path}")
+    limit = info["ctc_limit"]
+    print(f"  at most {limit['max_labels_per_s']:g} CTC labels a second (for {limit['model']})")
     print(f"  corpus info: {Path(args.out) / 'corpus.json'}")
     return 0

@@ -1,22 +1,39 @@
-"""Waveform augmentation for robustness to voices and channels never heard in training:
-re-excitation (an LPC vocoder), reverberation, pitch shift, band-limiting, gain and mild
-clipping (training only).
+"""Training-time augmentation, all of it (evaluation and inference never augment).
 
-Each function takes a float32 waveform (S,) at `sample_rate` and returns one of the same
-length, so transcripts stay aligned. `SpeechDataset.features` calls them, each switched on by
-its AugmentConfig field, with the dataset's per-(seed, epoch, utterance) generator; a switch
-that is off draws nothing from it, so turning features on never changes the others' draws.
-Speed perturbation (asrlab.audio.speed_perturb), additive noise (asrlab.data.dataset.add_noise),
-VTLP and SpecAugment (asrlab.features) live where they always did.
+The order, per utterance (`SpeechDataset.features` and `wave_steps` apply it):
+
+    1. speed perturbation       speed_perturb (tempo and pitch; the length changes by 1/factor)
+    2. re-excitation            vocode (an LPC vocoder: the voice source replaced)
+    3. pitch shift              pitch_shift (resampling + WSOLA, duration kept)
+    4. reverberation            room_impulse_response + reverberate
+    5. additive noise           add_noise (load_noises' files or generated_noise)
+    6. band-limiting            band_limit (telephone band or 8 kHz)
+    7. gain                     a gain in dB drawn from augment.gain_db
+    8. clipping                 clip
+    then on the log-mel features:
+    9. VTLP                     vtlp_factor draws the warp; asrlab.features warps the filterbank
+   10. SpecAugment              spec_augment (frequency and time masks)
+
+Steps 2-4 are `augment_wave` (the voice, the speaker and the room), 6-8 `channel_wave` (the
+microphone and the line).
+
+The waveform steps after speed perturbation take a float32 waveform (S,) at `sample_rate` and
+return one of the same length, so transcripts stay aligned. Each is switched on by its
+AugmentConfig field and draws from the dataset's per-(seed, epoch, utterance) generator; a switch
+that is off draws nothing from it (so turning one on never changes the others' draws) and
+returns its input object unchanged (the feature cache relies on that).
 """
 
 from __future__ import annotations
 
+import logging
+from fractions import Fraction
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
-from asrlab.audio import resample, speed_perturb
+from asrlab.audio import AudioError, load_audio, resample
 from asrlab.config import AugmentConfig
 
 BANDLIMIT_KINDS = ("telephone", "8k")
@@ -24,6 +41,18 @@ TELEPHONE_BAND = (300.0, 3400.0)
 ROOM_MIN = (3.0, 3.0, 2.4)  # metres: the simulated rooms' smallest and largest dimensions
 ROOM_MAX = (9.0, 7.0, 3.6)
 MAX_IMAGE_ORDER = 60  # image-source reflections kept: enough for RT60 ~0.8 s in these rooms
+
+
+# ---- speed perturbation --------------------------------------------------------------------
+
+def speed_perturb(wave: np.ndarray, factor: float) -> np.ndarray:
+    """Play `factor` times faster (tempo and pitch, as Kaldi's speed perturbation)."""
+    if factor == 1.0:
+        return wave
+    ratio = Fraction(factor).limit_denominator(20)
+    from scipy.signal import resample_poly
+
+    return resample_poly(wave, ratio.denominator, ratio.numerator).astype(np.float32)
 
 
 # ---- reverberation -------------------------------------------------------------------------
@@ -174,6 +203,57 @@ def _fit(wave: np.ndarray, n: int) -> np.ndarray:
     return np.pad(wave, (0, max(0, n - len(wave))))[:n].astype(np.float32)
 
 
+# ---- additive noise ------------------------------------------------------------------------
+
+def add_noise(wave: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """Mix `noise` (tiled or cut to length) into `wave` at `snr_db`."""
+    reps = -(-len(wave) // max(1, len(noise)))
+    noise = np.tile(noise, reps)[:len(wave)]
+    p_sig = float(np.mean(wave ** 2)) + 1e-12
+    p_noise = float(np.mean(noise ** 2)) + 1e-12
+    return (wave + noise * np.sqrt(p_sig / (p_noise * 10 ** (snr_db / 10)))).astype(np.float32)
+
+
+NOISE_KINDS = ("white", "pink")
+NOISE_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+
+
+def generated_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit-variance Gaussian noise of n samples: white (flat spectrum) or pink (power falling
+    as 1/f, shaped in the frequency domain). Used when augment.noise_dir is None."""
+    noise = rng.standard_normal(n)
+    if kind == "pink":
+        spectrum = np.fft.rfft(noise)
+        spectrum /= np.sqrt(np.maximum(np.arange(spectrum.size), 1))
+        noise = np.fft.irfft(spectrum, n)
+    elif kind != "white":
+        raise ValueError(f"noise kind {kind!r}: use one of {NOISE_KINDS}")
+    return (noise / (noise.std() + 1e-12)).astype(np.float32)
+
+
+def load_noises(folder: str | Path, sample_rate: int) -> list[np.ndarray]:
+    """Every readable, non-silent audio file under `folder` (recursively), at `sample_rate`.
+    Unusable files are logged by name; a folder with none usable is an error."""
+    from asrlab.data.scan import audio_problem
+
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in NOISE_SUFFIXES)
+    noises = []
+    for path in files:
+        try:
+            wave = load_audio(path, sample_rate)
+            problem = audio_problem(wave)
+        except AudioError as e:
+            problem = str(e)
+        if problem:
+            logging.getLogger("asrlab.train").warning("noise file %s not used: %s", path, problem)
+        else:
+            noises.append(wave)
+    if not noises:
+        raise FileNotFoundError(f"augment.noise_dir {folder}: no usable noise file "
+                                f"({len(files)} with suffixes {', '.join(NOISE_SUFFIXES)})")
+    return noises
+
+
 # ---- channel: band-limiting, gain, clipping -------------------------------------------------
 
 @lru_cache(maxsize=8)
@@ -199,6 +279,32 @@ def clip(wave: np.ndarray, level: float) -> np.ndarray:
     """Hard-clip at `level` times the waveform's peak (mild: 0.5-0.9 of the peak)."""
     peak = float(np.max(np.abs(wave))) if wave.size else 0.0
     return np.clip(wave, -level * peak, level * peak).astype(np.float32)
+
+
+# ---- on the features: VTLP and SpecAugment -------------------------------------------------
+
+def vtlp_factor(cfg: AugmentConfig, rng: np.random.Generator) -> float:
+    """A warp factor drawn uniformly from cfg.vtlp, rounded to 0.01 (so at most a few dozen
+    filterbanks are ever built); 1.0 when VTLP is off."""
+    low, high = cfg.vtlp
+    return 1.0 if low == high == 1.0 else round(float(rng.uniform(low, high)), 2)
+
+
+def spec_augment(feats: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Frequency and time masks (SpecAugment); time masks scale with the utterance length.
+    Masks fill with 0, the global mean after CMVN."""
+    feats = feats.copy()
+    T, F = feats.shape
+    for _ in range(cfg.freq_masks):
+        w = int(rng.integers(0, cfg.freq_mask_width + 1))
+        f0 = int(rng.integers(0, max(1, F - w + 1)))
+        feats[:, f0:f0 + w] = 0.0
+    max_t = int(cfg.time_mask_ratio * T)
+    for _ in range(cfg.time_masks):
+        w = int(rng.integers(0, max_t + 1))
+        t0 = int(rng.integers(0, max(1, T - w + 1)))
+        feats[t0:t0 + w, :] = 0.0
+    return feats
 
 
 # ---- the training-time chain ----------------------------------------------------------------

@@ -1,28 +1,26 @@
 """Utterances -> feature tensors, and padded batches.
 
 `SpeechDataset` reads audio through `asrlab.audio.load_audio` and makes features through the
-one `FeaturePipeline`; augmentation is applied only when the dataset is built with an
-`AugmentConfig`, i.e. only for training. Per utterance, in this order: speed perturbation,
-pitch shift, reverberation, additive noise, band-limiting, gain, clipping (asrlab.data.augment
-for the new ones), then VTLP and SpecAugment on the features. Every draw comes from one
-generator seeded by (seed, epoch, utterance index); a switch that is off draws nothing.
+one `FeaturePipeline`; augmentation (asrlab.data.augment, whose docstring gives the order) is
+applied only when the dataset is built with an `AugmentConfig`, i.e. only for training. Every
+draw comes from one generator seeded by (seed, epoch, utterance index); a switch that is off
+draws nothing.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from asrlab.audio import AudioError, load_audio, speed_perturb
+from asrlab.audio import load_audio
 from asrlab.config import AugmentConfig
-from asrlab.data.augment import augment_wave, channel_wave
+from asrlab.data.augment import (NOISE_KINDS, add_noise, augment_wave, channel_wave,
+                                 generated_noise, spec_augment, speed_perturb, vtlp_factor)
 from asrlab.data.featcache import FeatureCache
 from asrlab.data.manifest import Utterance
-from asrlab.features import FeaturePipeline, spec_augment, vtlp_factor
+from asrlab.features import FeaturePipeline
 
 
 @dataclass
@@ -63,57 +61,9 @@ def collate(examples: list[Example]) -> Batch:
                  torch.tensor([len(e.tokens) for e in examples]))
 
 
-def add_noise(wave: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """Mix `noise` (tiled or cut to length) into `wave` at `snr_db`."""
-    reps = -(-len(wave) // max(1, len(noise)))
-    noise = np.tile(noise, reps)[:len(wave)]
-    p_sig = float(np.mean(wave ** 2)) + 1e-12
-    p_noise = float(np.mean(noise ** 2)) + 1e-12
-    return (wave + noise * np.sqrt(p_sig / (p_noise * 10 ** (snr_db / 10)))).astype(np.float32)
-
-
 # What SpeechDataset.features runs the augmentation draws on to learn, cheaply, whether they
 # leave the waveform alone (long enough for every step's filters, e.g. band_limit's filtfilt).
 CACHE_PROBE_WAVE = np.full(4000, 1e-3, np.float32)
-
-NOISE_KINDS = ("white", "pink")
-NOISE_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
-
-
-def generated_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Unit-variance Gaussian noise of n samples: white (flat spectrum) or pink (power falling
-    as 1/f, shaped in the frequency domain). Used when augment.noise_dir is None."""
-    noise = rng.standard_normal(n)
-    if kind == "pink":
-        spectrum = np.fft.rfft(noise)
-        spectrum /= np.sqrt(np.maximum(np.arange(spectrum.size), 1))
-        noise = np.fft.irfft(spectrum, n)
-    elif kind != "white":
-        raise ValueError(f"noise kind {kind!r}: use one of {NOISE_KINDS}")
-    return (noise / (noise.std() + 1e-12)).astype(np.float32)
-
-
-def load_noises(folder: str | Path, sample_rate: int) -> list[np.ndarray]:
-    """Every readable, non-silent audio file under `folder` (recursively), at `sample_rate`.
-    Unusable files are logged by name; a folder with none usable is an error."""
-    from asrlab.data.scan import audio_problem
-
-    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in NOISE_SUFFIXES)
-    noises = []
-    for path in files:
-        try:
-            wave = load_audio(path, sample_rate)
-            problem = audio_problem(wave)
-        except AudioError as e:
-            problem = str(e)
-        if problem:
-            logging.getLogger("asrlab.train").warning("noise file %s not used: %s", path, problem)
-        else:
-            noises.append(wave)
-    if not noises:
-        raise FileNotFoundError(f"augment.noise_dir {folder}: no usable noise file "
-                                f"({len(files)} with suffixes {', '.join(NOISE_SUFFIXES)})")
-    return noises
 
 
 class SpeechDataset(torch.utils.data.Dataset):

@@ -81,6 +81,18 @@ class Skipped:
         return f"{self.source}: {self.reason}"
 
 
+def write_skipped(path: str | Path, items: Iterable[Skipped]) -> Path:
+    """The one writer of skipped-item lists (RUN/skipped.jsonl, M.skipped.jsonl): a JSON line
+    of `to_dict()` per item, UTF-8, written to PATH.tmp and renamed (a reader never sees half)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for s in items:
+            f.write(json.dumps(s.to_dict(), ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
 def bad_line(path: Path, line: int, message: str) -> Skipped:
     """A manifest line that cannot be read, as a Skipped: str() is "PATH:LINE: message"."""
     return Skipped(f"{path.name}:{line}", f"{path}:{line}", message, line=line)

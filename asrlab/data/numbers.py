@@ -1,7 +1,7 @@
 """Numbers in words: 2024 -> "two thousand twenty four", 21 -> "twenty first".
 
 A leaf module (no asrlab imports) so that transcript normalization (asrlab.data.text), and with it
-the torch-free ONNX path, does not import the sentence grammar (asrlab.data.sentences).
+the torch-free ONNX path, does not import the sentence grammar (asrlab.synth.sentences).
 """
 
 from __future__ import annotations

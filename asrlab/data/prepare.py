@@ -21,8 +21,6 @@ otherwise (a relative path that climbs out with `..` breaks when the manifest mo
 from __future__ import annotations
 
 import csv
-import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +29,7 @@ from typing import Callable, Iterable, Iterator
 import soundfile as sf
 
 from asrlab.audio import UNKNOWN_LENGTH, AudioError, audio_duration
-from asrlab.data.manifest import Skipped, write_manifest
+from asrlab.data.manifest import Skipped, write_manifest, write_skipped
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SEGMENT_TOLERANCE_S = 0.05  # a segment may end this far past the end of its recording
@@ -436,7 +434,7 @@ def prepare(fmt: str, src: str | Path, out: str | Path, opts: PrepareOptions | N
     check_speakers(fmt, src, opts, seen_speakers)
     write_manifest(out, rows)
     skipped_path = skipped_path_for(out)
-    write_skipped_items(skipped_path, skipped)
+    write_skipped(skipped_path, skipped)
     notes = [] if rows else [f"no utterance written: see {skipped_path} for the reasons"]
     return PrepareResult(out, skipped_path, len(rows), skipped, not_selected, notes)
 
@@ -471,12 +469,3 @@ def _text_problem(c: Candidate, first_seen: dict[str, str]) -> str | None:
     if not c.text.strip():
         return "empty transcript"
     return None
-
-
-def write_skipped_items(path: Path, items: list[Skipped]) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for s in items:
-            f.write(json.dumps(s.to_dict(), ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-    return path

@@ -122,15 +122,6 @@ def scan_split(split: str, utts: list[Utterance], sample_rate: int, tokenizer=No
     return result
 
 
-def write_skipped(path: str | Path, results: list[ScanResult]) -> Path:
-    path = Path(path)
-    with open(path, "w") as f:
-        for r in results:
-            for s in r.skipped:
-                f.write(json.dumps(s.to_dict()) + "\n")
-    return path
-
-
 def write_counts(path: str | Path, results: list[ScanResult], sample_rate: int) -> Path:
     """Per split: items read, used and skipped (read = used + skipped) and hours used."""
     counts = {r.split: {"read": r.read, "used": len(r.used), "skipped": len(r.skipped),

@@ -115,7 +115,7 @@ class TextNormalizer:
         return " ".join(s.split())
 
 
-#: The sentence reader's rules (asrlab.data.sentences: synthetic corpora and `asrlab synth --text`):
+#: The sentence reader's rules (asrlab.synth.sentences: synthetic corpora and `asrlab synth --text`):
 #: any text onto lowercase a-z, space and apostrophe, numbers, money and times read aloud.
 SENTENCE_TEXT = TextNormalizer(punctuation="space", numbers="read", accents="strip",
                                allowed="abcdefghijklmnopqrstuvwxyz'")

@@ -1,7 +1,7 @@
 """After training: what went wrong with a run, and what to do.
 
-`diagnose(run_dir, data)` does what the original team did with three scripts (a progress
-analyzer, a prediction inspector, a model-output debugger), in one pass:
+`diagnose(run_dir, data)` is a progress analyzer, a prediction inspector and a model-output
+debugger in one pass:
 
 1. replays the run's history (RUN/doctor_trace.jsonl, else RUN/metrics.jsonl) through the same
    `HealthTracker` the TrainingMonitor used: BLANK_COLLAPSE / UNDERTRAINED / DIVERGENCE;

@@ -1,8 +1,8 @@
 """Summable counters over CTC emissions (icefall-style): add batches, merge across ranks, read.
 
-These are the numbers the original team dumped by hand: how often blank wins a frame, how sure
-the model is of blank, how sure it is of its best non-blank symbol, and how many distinct symbols
-it emits at all.
+The numbers that tell a model stuck on blank from one learning: how often blank wins a frame,
+how sure the model is of blank, how sure it is of its best non-blank symbol, and how many
+distinct symbols it emits at all.
 """
 
 from __future__ import annotations

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asrlab.audio import speed_perturb
 from asrlab.config import AugmentConfig, FeatureConfig
-from asrlab.data import dataset as ds_module
-from asrlab.data.dataset import SpeechDataset, add_noise
+from asrlab.data import augment as aug_module
+from asrlab.data.augment import add_noise, spec_augment, speed_perturb
+from asrlab.data.dataset import SpeechDataset
 from asrlab.data.manifest import Utterance
 from asrlab.data.tokenizer import CharTokenizer
-from asrlab.features import FeaturePipeline, LogMel, estimate_stats, spec_augment, warp_freq
+from asrlab.features import FeaturePipeline, LogMel, estimate_stats, warp_freq
 
 SR = 16000
 
@@ -217,8 +217,8 @@ def spectrum_slope(noise: np.ndarray) -> float:
 
 def test_generated_white_and_pink_noise_have_their_spectra():
     rng = np.random.default_rng(0)
-    white = ds_module.generated_noise("white", 2 * SR, rng)
-    pink = ds_module.generated_noise("pink", 2 * SR, rng)
+    white = aug_module.generated_noise("white", 2 * SR, rng)
+    pink = aug_module.generated_noise("pink", 2 * SR, rng)
     assert white.std() == pytest.approx(1.0, rel=0.05)
     assert pink.std() == pytest.approx(1.0, rel=0.05)
     assert abs(spectrum_slope(white)) < 0.1
@@ -257,17 +257,16 @@ def test_noise_folder_is_loaded_and_bad_files_named(tmp_path, caplog):
     folder.mkdir()
     sf.write(folder / "hum.wav", tone(0.5, 50.0, 8000), 8000)  # resampled to 16 kHz
     (folder / "broken.wav").write_text("not audio")
-    noises = ds_module.load_noises(folder, SR)
+    noises = aug_module.load_noises(folder, SR)
     assert len(noises) == 1 and len(noises[0]) == SR // 2
     assert "broken.wav" in caplog.text
     with pytest.raises(FileNotFoundError, match="no usable noise"):
-        ds_module.load_noises(tmp_path / "empty_dir_that_has_nothing", SR)
+        aug_module.load_noises(tmp_path / "empty_dir_that_has_nothing", SR)
 
 
 # ---- robustness augmentation: reverberation, pitch, band-limiting, gain, clipping -------
 
 from asrlab.config import Config, ConfigError  # noqa: E402
-from asrlab.data import augment as aug_module  # noqa: E402
 
 ROBUST = dict(vocode_prob=1.0, reverb_prob=1.0, pitch_prob=1.0, bandlimit_prob=1.0, gain_db=(-6.0, 6.0),
               clip_prob=1.0)
@@ -406,8 +405,7 @@ def test_chain_draws_are_per_seed_and_off_draws_nothing():
 
 def old_features(ds, i: int) -> np.ndarray:
     """The training features as computed before the robustness switches existed."""
-    from asrlab.features import vtlp_factor
-
+    vtlp_factor = aug_module.vtlp_factor
     rng = np.random.default_rng((ds.seed, ds.epoch, i))
     wave, aug = ds.wave(i), ds.augment
     if len(aug.speed_perturb) > 1 or aug.speed_perturb[0] != 1.0:
@@ -475,3 +473,45 @@ def test_reverb_without_pyroomacoustics_says_how_to_install(monkeypatch):
                         lambda name, *a: None if name == "pyroomacoustics" else real(name, *a))
     with pytest.raises(ConfigError, match="pip install pyroomacoustics"):
         Config(augment=AugmentConfig(reverb_prob=0.3)).validate()
+
+
+def documented_order() -> list[str]:
+    """The numbered steps of asrlab/data/augment.py's docstring, by name."""
+    import re
+
+    return [m.group(1) for m in re.finditer(r"^ *\d+\. (\S+(?: \S+)*?)  ", aug_module.__doc__,
+                                            re.MULTILINE)]
+
+
+def test_the_documented_order_is_the_order_the_dataset_applies(utts, monkeypatch):
+    """Every step switched on; what SpeechDataset.features calls, in order, is the list of
+    asrlab.data.augment's docstring (the steps inside augment_wave and channel_wave in the
+    order they report their draws)."""
+    pytest.importorskip("pyroomacoustics")
+    from asrlab.data import dataset as ds_module
+
+    assert documented_order() == [
+        "speed perturbation", "re-excitation", "pitch shift", "reverberation", "additive noise",
+        "band-limiting", "gain", "clipping", "VTLP", "SpecAugment"]
+    steps: list[str] = []
+    named = {"vocode_f0": "re-excitation", "semitones": "pitch shift", "room": "reverberation",
+             "band": "band-limiting", "gain_db": "gain", "clip": "clipping"}
+
+    def record(name: str, step: str, drawn: bool = False) -> None:
+        original = getattr(ds_module, name)
+
+        def wrapper(*args, **kwargs):
+            out = original(*args, **kwargs)
+            steps.extend([named[k] for k in out[1]] if drawn else [step])
+            return out
+        monkeypatch.setattr(ds_module, name, wrapper)
+
+    for name, step in [("speed_perturb", "speed perturbation"), ("add_noise", "additive noise"),
+                       ("vtlp_factor", "VTLP"), ("spec_augment", "SpecAugment")]:
+        record(name, step)
+    record("augment_wave", "", drawn=True)
+    record("channel_wave", "", drawn=True)
+    aug = AugmentConfig(speed_perturb=(0.9, 1.1), noise_prob=1.0, vtlp=(0.9, 1.1), **ROBUST)
+    ds, _ = make_dataset(utts, aug)
+    ds.features(0)
+    assert steps == documented_order()

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from asrlab.data.manifest import ManifestError, load_manifest, read_manifest, write_manifest
+from asrlab.data.manifest import (ManifestError, Skipped, load_manifest, read_manifest,
+                                  write_manifest, write_skipped)
 
 
 def test_relative_paths_resolve_from_manifest_folder_and_extras_kept(tmp_path):
@@ -49,3 +50,21 @@ def test_duplicate_ids_are_made_unique(tmp_path):
     line = json.dumps({"audio_filepath": "a.wav", "duration": 1, "text": "x"})
     m.write_text(line + "\n" + line + "\n")
     assert [u.id for u in load_manifest(m)] == ["a", "a#1"]
+
+
+def test_skipped_lists_are_utf8_json_lines_replaced_whole(tmp_path):
+    """One writer for RUN/skipped.jsonl and M.skipped.jsonl: a line per item with the keys of
+    Skipped.to_dict(), non-ASCII text as itself, and a second write replaces the first whole."""
+    path = tmp_path / "skipped.jsonl"
+    path.write_text("an older list\n" * 3)
+    items = [Skipped("a", "m.jsonl:3", "empty transcript", split="train", text="  "),
+             Skipped("café", "clips/café.mp3", "audio file not found")]
+    assert write_skipped(path, items) == path
+    text = path.read_bytes().decode("utf-8")
+    assert "café" in text and "\\u00e9" not in text
+    rows = [json.loads(line) for line in text.splitlines()]
+    assert rows == [{"split": "train", "id": "a", "source": "m.jsonl:3",
+                     "reason": "empty transcript", "text": "  "},
+                    {"id": "café", "source": "clips/café.mp3", "reason": "audio file not found"}]
+    write_skipped(path, [])
+    assert path.read_text() == "" and sorted(p.name for p in tmp_path.iterdir()) == [path.name]

@@ -315,3 +315,18 @@ def test_prepared_fsdd_manifest_trains_one_epoch(tmp_path):
                 show_progress=False)
     assert run.epochs == 1 and (tmp_path / "run" / "best.pt").is_file()
     assert (tmp_path / "run" / "skipped.jsonl").read_text() == ""
+
+
+def test_the_prepare_verb_offers_exactly_the_readers():
+    """The formats are listed once, as asrlab.data.prepare.READERS: `asrlab prepare` takes
+    every reader's name and nothing else."""
+    import argparse
+
+    from asrlab.commands.prepare import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    choices = next(a.choices for a in parser._actions if a.dest == "format")
+    assert list(choices) == list(prep.READERS) and "fsdd" in choices
+    with pytest.raises(SystemExit):
+        parser.parse_args(["mp3dir", "x", "--out", "y.jsonl"])

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from asrlab.data.sentences import (ALPHABET, generate_sentences, load_text_file, number_to_words,
+from asrlab.synth.sentences import (ALPHABET, generate_sentences, load_text_file, number_to_words,
                                    ordinal_words, read_text_file)
 from asrlab.data.text import SENTENCE_TEXT
 

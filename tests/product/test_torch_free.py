@@ -1,5 +1,5 @@
 """`asrlab transcribe --onnx` with torch made unimportable: the ONNX path needs onnxruntime only,
-and it does not load the sentence grammar (asrlab.data.sentences) either."""
+and it does not load the sentence grammar (asrlab.synth.sentences) either."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_onnx_transcribe_runs_with_torch_blocked(tiny_onnx, digit_corpus):
         "from asrlab.cli import main\n"
         f"rc = main(['transcribe', '--onnx', {str(tiny_onnx)!r}, '--json', {str(wav)!r}])\n"
         "assert rc == 0, rc\n"
-        "print('SENTENCES', json.dumps('asrlab.data.sentences' in sys.modules))\n")
+        "print('SENTENCES', json.dumps('asrlab.synth.sentences' in sys.modules))\n")
     proc = run_python(code)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
