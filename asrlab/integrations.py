@@ -350,6 +350,13 @@ def _make_lightning_callback():
             self.findings: list[Finding] = []
             self._checked = False
 
+        def on_train_start(self, trainer, pl_module):
+            precision = str(getattr(trainer, "precision", ""))  # "16-mixed", "bf16-mixed", ...
+            fast = "bf16" if precision.startswith("bf16") else \
+                "fp16" if precision.startswith("16") else None
+            if fast and self.doctor.tracker.ctx.precision is None:
+                self.doctor.tracker.ctx = replace(self.doctor.tracker.ctx, precision=fast)
+
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             new = []
             if not self._checked and isinstance(outputs, dict) and "targets" in outputs:

@@ -77,16 +77,18 @@ def collate(items: list[dict], label_pad: int = -100, mask: bool = True) -> dict
 
 
 def fit(model, data: list[dict], out: Path, callback, steps: int, lr: float = 1e-3,
-        batch: int = 4, processing_class=None, collator=collate, **args):
+        batch: int = 4, processing_class=None, collator=collate, trainer_cls=None, **args):
     """A real transformers Trainer on CPU (no logging, no checkpoints)."""
     from transformers import Trainer, TrainingArguments
+
+    trainer_cls = trainer_cls or Trainer
 
     targs = TrainingArguments(output_dir=str(out), max_steps=steps, per_device_train_batch_size=batch,
                               learning_rate=lr, report_to=[], save_strategy="no",
                               logging_strategy="no", disable_tqdm=True, use_cpu=True,
                               dataloader_num_workers=0, seed=0, **args)
-    trainer = Trainer(model=model, args=targs, train_dataset=data, data_collator=collator,
-                      processing_class=processing_class, callbacks=[callback])
+    trainer = trainer_cls(model=model, args=targs, train_dataset=data, data_collator=collator,
+                          processing_class=processing_class, callbacks=[callback])
     trainer.train()
     return trainer
 

@@ -258,6 +258,31 @@ def test_nan_under_fp16_names_fp16():
     assert not {"NONFINITE_LOSS", "DIVERGENCE"} & set(codes(fp16_loop(torch.bfloat16).findings()))
 
 
+def test_nan_under_fp16_in_the_trainer(tmp_path):
+    """The Trainer's fp16 autocast as accelerate applies it on a GPU (on CPU, fp16=True computes
+    in float32), here with CPU autocast around the loss: the callback sees fp16 logits."""
+    from transformers import Trainer
+
+    class Fp16Trainer(Trainer):
+        def compute_loss(self, model, inputs, *args, **kw):
+            with torch.autocast("cpu", dtype=torch.float16):
+                return super().compute_loss(model, inputs, *args, **kw)
+
+    def grown():
+        model = tiny_ctc()
+        with torch.no_grad():
+            model.wav2vec2.feature_extractor.conv_layers[0].conv.weight.mul_(1e5)
+        return model
+
+    cb = integ.DoctorTrainerCallback(every=1)
+    fit(grown(), tone_items(8), tmp_path / "bad", cb, steps=2, trainer_cls=Fp16Trainer)
+    f = only(cb.findings, "NONFINITE_LOSS")
+    assert f.evidence["precision"] == "fp16" and "TrainingArguments(bf16=True" in f.remedy
+    healthy = integ.DoctorTrainerCallback(every=1)
+    fit(grown(), tone_items(8), tmp_path / "good", healthy, steps=2)  # float32
+    assert "NONFINITE_LOSS" not in codes(healthy.findings)
+
+
 def test_nan_in_float32_does_not_blame_fp16():
     f = only(fp16_loop(torch.float32, grown=False, nan_input=True).findings(), "NONFINITE_LOSS")
     assert "precision" not in f.evidence and "fp16" not in f.message

@@ -77,7 +77,7 @@ def test_classes_need_their_frameworks():
 
 # ---- the callbacks in their real trainers (lightning and transformers are in the test extra) --
 
-def lightning_fit(log_probs_of, steps: int = 6):
+def lightning_fit(log_probs_of, steps: int = 6, **trainer_kw):
     """A tiny CTC model in a real Lightning Trainer. `log_probs_of(logits)` is the model's
     output step: log_softmax when wired right. The output layer starts with blank winning
     (as every CTC model soon does): the healthy run is in the normal blank phase."""
@@ -107,7 +107,8 @@ def lightning_fit(log_probs_of, steps: int = 6):
     cb = integ.DoctorLightningCallback(every=2)
     data = torch.utils.data.TensorDataset(torch.randn(8, 10, 4))
     trainer = pl.Trainer(max_steps=steps, callbacks=[cb], logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                         **trainer_kw)
     trainer.fit(Tiny(), torch.utils.data.DataLoader(data, batch_size=4))
     return cb, trainer
 
@@ -118,6 +119,15 @@ def test_lightning_callback_healthy_run():
     assert "UNDERTRAINED" in [f.code for f in cb.findings]  # the blank phase, reported
     assert not [f for f in cb.findings if f.severity == "error"]
     assert float(trainer.callback_metrics["doctor/errors"]) == 0
+
+
+def test_lightning_callback_knows_the_precision():
+    """Mixed precision reaches the doctor's context (fp16 is then named for NaN losses)."""
+    cb, _ = lightning_fit(lambda logits: logits.float().log_softmax(-1), steps=2,
+                          precision="bf16-mixed")
+    assert cb.doctor.tracker.ctx.precision == "bf16"
+    cb, _ = lightning_fit(lambda logits: logits.log_softmax(-1), steps=2)
+    assert cb.doctor.tracker.ctx.precision is None
 
 
 def test_lightning_callback_names_a_wiring_fault():
