@@ -221,14 +221,14 @@ def min_samples_for(lengths_fn: Callable, frames: int, limit: int = 1 << 24) -> 
     return hi
 
 
-def check_hf_inputs(model, input_values: torch.Tensor, attention_mask=None,
-                    expected: str = "any", sampling_rate: int | None = None,
-                    ids: Sequence[str] | None = None) -> list[Finding]:
+def check_hf_inputs(input_values: torch.Tensor, attention_mask=None, expected: str = "any",
+                    sampling_rate: int | None = None, ids: Sequence[str] | None = None
+                    ) -> list[Finding]:
     """One batch's `input_values` as a transformers speech encoder receives them: INPUT_SCALE
     (int16 range; not normalized the way `expected` says: "normalized" for feature extractors
     with do_normalize, "raw" without, "any" unknown) and SAMPLE_RATE_MISMATCH (band-limited:
     nothing above the Nyquist frequency of a lower rate, at the encoder's `sampling_rate`,
-    16 kHz by default). `model` is unused today, kept for the encoder's own expectations."""
+    16 kHz by default)."""
     rows = hf_waveforms(input_values, attention_mask)
     found = input_scale_findings(rows, expected, ids)
     if not any(f.evidence.get("kind") in ("int16", "unsigned") for f in found):
@@ -251,6 +251,8 @@ def check_hf_masking(model, input_values: torch.Tensor, attention_mask=None,
          torch.full((input_values.shape[0],), input_values.shape[-1]))
     frames = torch.as_tensor(lengths_fn(n)).long().tolist()
     batch_frames = int(lengths_fn(torch.tensor(input_values.shape[-1])))
+    if min(frames) >= span and batch_frames >= span:
+        return []  # every batch but the rare one: no search for the shortest clip
     return span_mask_findings(frames, span, prob, ids, batch_frames,
                               min_samples_for(lengths_fn, span))
 
@@ -289,6 +291,10 @@ def check_references(tokenizer, label_ids, references: Sequence[str]) -> list[Fi
 def _trainable(module) -> bool | None:
     params = list(module.parameters()) if module is not None else []
     return any(p.requires_grad for p in params) if params else None
+
+
+HF_CONTEXT = ("lr", "warmup_steps", "loop", "pretrained", "encoder_trainable",
+              "feature_encoder_trainable", "encoder_lr")  # what hf_run_context knows
 
 
 def hf_run_context(model, args=None, optimizer=None, max_steps: int | None = None
@@ -355,7 +361,7 @@ def _make_lightning_callback():
             fast = "bf16" if precision.startswith("bf16") else \
                 "fp16" if precision.startswith("16") else None
             if fast and self.doctor.tracker.ctx.precision is None:
-                self.doctor.tracker.ctx = replace(self.doctor.tracker.ctx, precision=fast)
+                self.doctor.tracker.update_context(precision=fast)
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             new = []
@@ -421,8 +427,7 @@ def _make_trainer_callback():
                 if blank is not None:  # HF CTC heads use pad as the blank
                     self.doctor.blank = blank
                 ctx = hf_run_context(model, args, optimizer, state.max_steps)
-                self.doctor.tracker.ctx = replace(
-                    ctx, frames_per_label=self.doctor.tracker.ctx.frames_per_label)
+                self.doctor.tracker.update_context(**{k: getattr(ctx, k) for k in HF_CONTEXT})
             self._publish(check_hf_setup(model, tok, fe, self.sampling_rate))
 
             def before(module, hook_args, hook_kwargs):
@@ -433,7 +438,7 @@ def _make_trainer_callback():
                 new = check_hf_masking(module, x, mask)  # before span masking can raise
                 if not self._inputs_checked:
                     self._inputs_checked = True
-                    new += check_hf_inputs(module, x, mask, expected, rate)
+                    new += check_hf_inputs(x, mask, expected, rate)
                 self._publish(new)
 
             def after(module, hook_args, hook_kwargs, output):

@@ -20,7 +20,6 @@ which ctc_loss accepts and then rewards blank on every frame) and NaN outputs as
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Sequence
 
 import torch
@@ -350,7 +349,7 @@ class CTCDoctor:
             if not fast:
                 return
             precision = "fp16" if torch.float16 in fast else "bf16"
-        self.tracker.ctx = replace(self.tracker.ctx, precision=precision)
+        self.tracker.update_context(precision=precision)
 
     @staticmethod
     def _batch_cause(btc: torch.Tensor, lens: torch.Tensor, rows) -> str:

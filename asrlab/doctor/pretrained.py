@@ -77,15 +77,15 @@ def input_scale_findings(samples: Sequence[np.ndarray], expected: str = "any",
     mean = np.array([rows[i].mean() for i in keep])
     peak = np.array([np.abs(rows[i]).max() for i in keep])
     lo = np.array([rows[i].min() for i in keep])
-    ev = {"expected": expected, "utterances": len(keep),
+    ev = {"expected": expected, "checked": len(keep),
           "median_std": round(float(np.median(std)), 4),
           "median_peak": round(float(np.median(peak)), 4),
           "median_mean": round(float(np.median(mean)), 4)}
-    big = [keep[j] for j in np.nonzero(std > INT_RANGE_STD)[0]]
-    if big:
+    hot = np.nonzero(std > INT_RANGE_STD)[0]  # positions in `keep`
+    if hot.size:
+        big = [keep[j] for j in hot]
         integer = float(np.mean([np.all(rows[i] == np.round(rows[i])) for i in big]))
-        unsigned = all(lo[keep.index(i)] >= 0 and mean[keep.index(i)] > 0.25 * peak[keep.index(i)]
-                       for i in big)
+        unsigned = bool(np.all((lo[hot] >= 0) & (mean[hot] > 0.25 * peak[hot])))
         kind = "unsigned" if unsigned else "int16"
         what = ("unsigned integer samples (all >= 0, centred near "
                 f"{ev['median_mean']:.0f}: [0, 65535] instead of [-1, 1])" if unsigned else
@@ -96,14 +96,14 @@ def input_scale_findings(samples: Sequence[np.ndarray], expected: str = "any",
             f"{ev['median_std']:.0f}, peak {ev['median_peak']:.0f}, where the encoder was "
             f"pretrained on {'unit-variance' if expected == 'normalized' else '[-1, 1]'} audio",
             {**ev, "kind": kind, "integer_valued_share": round(integer, 3),
-             "utterances_affected": _names(big, ids), "fraction": round(len(big) / len(keep), 4)},
+             "utterances": _names(big, ids), "fraction": round(len(big) / len(keep), 4)},
             ("re-centre and scale: (x - 32768) / 32768" if unsigned else
              "divide by 32768 (soundfile.read(path, dtype='float32') returns [-1, 1])")
             + "; then the model's feature extractor (it normalizes when its do_normalize is "
             "set); under fp16 such inputs also overflow (NaN)")]
     def warn(kind: str, message: str, remedy: str, affected: list[int] | None = None,
              **extra) -> Finding:
-        more = {} if affected is None else {"utterances_affected": _names(affected, ids),
+        more = {} if affected is None else {"utterances": _names(affected, ids),
                                             "fraction": round(len(affected) / len(keep), 4)}
         return Finding("INPUT_SCALE", "warning", message, {**ev, "kind": kind, **more, **extra},
                        remedy)

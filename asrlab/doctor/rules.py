@@ -264,8 +264,13 @@ class HealthTracker:
     def set_frames_per_label(self, frames_per_label: float | None) -> None:
         """The data's output frames per label, once known (CTCDoctor measures it on the first
         batch it checks): the blank-phase thresholds become relative to the units."""
-        self.ctx = replace(self.ctx, frames_per_label=frames_per_label)
-        self.th = self.base_th.for_units(frames_per_label)
+        self.update_context(frames_per_label=frames_per_label)
+
+    def update_context(self, **changes) -> None:
+        """What is learned about the run after the tracker was made (precision, the learning
+        rate and frozen parts a framework reports at its start, frames per label)."""
+        self.ctx = replace(self.ctx, **changes)
+        self.th = self.base_th.for_units(self.ctx.frames_per_label)
 
     # ---- input --------------------------------------------------------------------------
     def observe(self, obs: Observation) -> None:

@@ -97,19 +97,18 @@ def test_int16_range_samples_are_input_scale(tmp_path):
 
 def test_input_scale_by_hand_unsigned_and_not_normalized():
     """In a plain loop: check_hf_inputs on the batch the model is about to get."""
-    model = tiny_ctc()
     batch = collate(int16_items(4, unsigned=True))
-    f, = integ.check_hf_inputs(model, batch["input_values"], batch["attention_mask"])
+    f, = integ.check_hf_inputs(batch["input_values"], batch["attention_mask"])
     assert f.evidence["kind"] == "unsigned" and "(x - 32768) / 32768" in f.remedy
     raw = collate([{**it, "input_values": it["input_values"] * 0.1} for it in tone_items(4)])
-    f, = integ.check_hf_inputs(model, raw["input_values"], raw["attention_mask"], "normalized")
+    f, = integ.check_hf_inputs(raw["input_values"], raw["attention_mask"], "normalized")
     assert f.code == "INPUT_SCALE" and f.evidence["kind"] == "not-normalized"
     norm = collate(tone_items(4))
-    assert integ.check_hf_inputs(model, norm["input_values"], norm["attention_mask"],
+    assert integ.check_hf_inputs(norm["input_values"], norm["attention_mask"],
                                  "normalized") == []
-    f, = integ.check_hf_inputs(model, norm["input_values"], norm["attention_mask"], "raw")
+    f, = integ.check_hf_inputs(norm["input_values"], norm["attention_mask"], "raw")
     assert f.evidence["kind"] == "normalized-not-raw"  # Whisper-style input normalized anyway
-    assert integ.check_hf_inputs(model, raw["input_values"], raw["attention_mask"], "raw") == []
+    assert integ.check_hf_inputs(raw["input_values"], raw["attention_mask"], "raw") == []
 
 
 def test_normalized_over_the_batch_instead_of_each_utterance():
