@@ -277,9 +277,9 @@ class CTCDoctor:
 
     def __init__(self, blank: int = 0, batch_first: bool = False, every: int = 25,
                  thresholds: Thresholds | None = None, context: RunContext | None = None,
-                 lr: float | None = None):
+                 lr: float | None = None, precision: str | None = None):
         self.blank, self.batch_first, self.every = blank, batch_first, max(1, every)
-        ctx = context or RunContext(lr=lr)
+        ctx = context or RunContext(lr=lr, loop="torch", precision=precision)
         self.tracker = HealthTracker(thresholds, ctx)
         self.step = 0
         self._window = EmissionStats()
@@ -309,28 +309,59 @@ class CTCDoctor:
         if step is not None:
             self.step = step
         lp = log_probs.detach()
+        self.note_precision(lp.dtype)
         btc = lp if self.batch_first else lp.transpose(0, 1)  # (N, T, C)
         lens = _as_tensor(lengths).long().reshape(-1)
         self._window.add(btc, lens, self.blank)
         if losses is not None:
             losses = losses.detach().reshape(-1)
-            causes = {}
-            if targets is not None and target_lengths is not None:
+            bad = (~torch.isfinite(losses)).nonzero().flatten().tolist()
+            rows = None
+            if bad and targets is not None and target_lengths is not None:
                 rows, _ = split_targets(_as_tensor(targets).cpu(),
                                         _as_tensor(target_lengths).long().cpu(), len(lens))
-                if rows is not None:
-                    causes = {i: nonfinite_cause(btc[i], int(lens[i]), rows[i])
-                              for i in (~torch.isfinite(losses)).nonzero().flatten().tolist()}
             if losses.numel() == len(lens):
+                causes = {i: nonfinite_cause(btc[i], int(lens[i]), rows[i] if rows else None)
+                          for i in bad}
                 self.tracker.observe_losses(self.step, losses, list(ids) if ids else None, causes)
-            else:  # a reduced (scalar) loss: no per-utterance names
-                self.tracker.observe_losses(self.step, losses)
+            else:  # a reduced (scalar) loss: the batch is the unit, named by its update
+                causes = {0: self._batch_cause(btc, lens, rows)} if bad else {}
+                self.tracker.observe_losses(self.step, losses[:1], [f"batch@{self.step}"],
+                                            causes)
         self._calls += 1
         if self._calls % self.every == 0:
             self.tracker.observe(Observation.from_stats(self.step, "train", self._window))
             self._window = EmissionStats()
         self.step += 1
         return self.tracker.new_findings()
+
+    def note_precision(self, dtype: torch.dtype) -> None:
+        """The precision the model computes in, from the dtype of its output (or autocast being
+        on where `observe` is called), unless the context gave it: fp16 overflow is then the
+        likely cause of NaN."""
+        if self.tracker.ctx.precision is not None:
+            return
+        if dtype == torch.float16 or dtype == torch.bfloat16:
+            precision = "fp16" if dtype == torch.float16 else "bf16"
+        else:
+            fast = [torch.get_autocast_dtype(d) for d in ("cpu", "cuda")
+                    if torch.is_autocast_enabled(d)]
+            if not fast:
+                return
+            precision = "fp16" if torch.float16 in fast else "bf16"
+        self.tracker.update_context(precision=precision)
+
+    @staticmethod
+    def _batch_cause(btc: torch.Tensor, lens: torch.Tensor, rows) -> str:
+        """Why a batch's reduced loss is inf/NaN: NaN outputs, else its infeasible utterances."""
+        causes = [nonfinite_cause(btc[i], int(lens[i]), rows[i] if rows else None)
+                  for i in range(len(lens))]
+        for prefix in ("model output", "infeasible"):
+            hit = [(i, c) for i, c in enumerate(causes) if c.startswith(prefix)]
+            if hit:
+                return f"{hit[0][1]} (utterance {hit[0][0]} of the batch" + (
+                    f", {len(hit) - 1} more)" if len(hit) > 1 else ")")
+        return causes[0]
 
     def findings(self, final: bool = False) -> list[Finding]:
         """What is wrong now (all of it, not only what is new)."""

@@ -31,15 +31,21 @@ CODES = {
     "DURATION_OUTLIER": "utterances far longer or shorter than the rest, or than their manifest says",
     "BAD_MANIFEST": "manifest lines that cannot be read",
     "SEEN_SPEAKERS": "every validation speaker also speaks in training: val CER is seen-speaker",
+    "INPUT_SCALE": "waveforms not at the scale the encoder takes (int16 range, not normalized "
+                   "its way)",
+    "BLANK_MISMATCH": "the CTC blank id is not the tokenizer's pad / blank token but a real symbol",
+    "SPAN_MASK_TOO_LONG": "utterances with fewer encoder frames than the time-mask span",
+    "GROUPED_REFERENCES": "references decoded with CTC grouping: doubled letters lost, WER wrong",
 }
 
 # Most likely root cause first when several findings are present (`rank`): failures that make
 # the model output meaningless, then data problems that explain them, then symptoms and notes.
 CAUSE_ORDER = (
     "NONFINITE_LOSS", "DIVERGENCE", "BLANK_COLLAPSE", "LAYOUT_MISMATCH", "NOT_LOG_PROBS",
-    "BLANK_IN_TARGETS", "BAD_INPUT_LENGTHS", "FEATURE_MISMATCH", "INFEASIBLE_LENGTH",
-    "SAMPLE_RATE_MISMATCH", "BAD_MANIFEST", "BAD_AUDIO", "EMPTY_TRANSCRIPT", "OOV_CHARACTERS",
-    "UNDERTRAINED", "DURATION_OUTLIER", "SEEN_SPEAKERS",
+    "BLANK_MISMATCH", "BLANK_IN_TARGETS", "BAD_INPUT_LENGTHS", "INPUT_SCALE", "FEATURE_MISMATCH",
+    "INFEASIBLE_LENGTH", "SPAN_MASK_TOO_LONG", "SAMPLE_RATE_MISMATCH", "BAD_MANIFEST",
+    "BAD_AUDIO", "EMPTY_TRANSCRIPT", "OOV_CHARACTERS", "GROUPED_REFERENCES", "UNDERTRAINED",
+    "DURATION_OUTLIER", "SEEN_SPEAKERS",
 )
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 

@@ -78,6 +78,16 @@ class Thresholds:
         return frames_per_label / self.reference_frames_per_label
 
 
+FP16_CAUSE = ("overflow past fp16's largest value (65504) in an activation or the loss is the "
+              "likely cause (wenet-e2e/wenet#2616: NaN after ~10k fp16 updates)")
+
+# blank probability std over frames below this: the output does not depend on the input. Only
+# words a BLANK_COLLAPSE finding (already judged on the trend). Measured on the tiny wav2vec2
+# runs of tests/doctor/test_hf_cases.py: collapsed 0.003-0.007 from update 100 on (0.013-0.027
+# before), healthy 0.06-0.45 after their first 25 updates.
+FLAT_OUTPUT_STD = 0.02
+
+
 @dataclass(frozen=True)
 class Observation:
     """Emission statistics at one point of training (`step` = updates done so far)."""
@@ -139,6 +149,18 @@ class RunContext:
     # the first updates, whose batches come shortest first (train.sort_first_epoch): the
     # per-token loss climbs there as the utterances grow longer and harder, not from divergence
     sorted_updates: int = 0
+    # whose loop it is, for how a remedy is phrased: "asrlab" (its flags), "hf" (transformers
+    # TrainingArguments and model methods), "torch" (anyone's loop: plain words)
+    loop: str = "asrlab"
+    # the precision the model computes in: "fp16" | "bf16" | None (float32 or unknown); under
+    # fp16, overflow is the likely cause of NaN (wenet-e2e/wenet#2616)
+    precision: str | None = None
+    # a pretrained encoder is fine-tuned; whether its weights and its convolutional feature
+    # encoder's are updated (None: unknown), and at which peak rate (None: `lr`)
+    pretrained: bool = False
+    encoder_trainable: bool | None = None
+    feature_encoder_trainable: bool | None = None
+    encoder_lr: float | None = None
 
     @classmethod
     def from_config(cls, cfg, steps_per_epoch: int | None = None, run_dir=None,
@@ -157,6 +179,23 @@ class RunContext:
         run = self.run_dir or "RUN"
         return f"asrlab train --resume {run} --epochs {extra_epochs}"
 
+    def set_lr(self, value: float) -> str:
+        """How to set the peak learning rate to `value` in this loop."""
+        return {"asrlab": f"--lr {value:.2g}",
+                "hf": f"TrainingArguments(learning_rate={value:.2g})"}.get(
+                    self.loop, f"a peak learning rate of {value:.2g}")
+
+    def set_warmup(self) -> str:
+        return {"asrlab": "--warmup-epochs 1",
+                "hf": "TrainingArguments(warmup_steps=0.1): a tenth of the updates (warmup_ratio"
+                      "=0.1 before transformers 5)"}.get(
+            self.loop, "a linear warmup over the first ~10% of updates")
+
+    @property
+    def unfrozen_encoder(self) -> bool:
+        """A pretrained encoder whose weights are (or may be) updated."""
+        return self.pretrained and self.encoder_trainable is not False
+
 
 @dataclass
 class NonfiniteRecord:
@@ -166,10 +205,13 @@ class NonfiniteRecord:
     count: int = 1
 
 
-def nonfinite_cause(log_probs: torch.Tensor, out_len: int, targets: torch.Tensor) -> str:
-    """Why one utterance's loss is inf/NaN. log_probs (T, V) of that utterance."""
+def nonfinite_cause(log_probs: torch.Tensor, out_len: int, targets: torch.Tensor | None) -> str:
+    """Why one utterance's loss is inf/NaN. log_probs (T, V) of that utterance; targets None:
+    not known (then only NaN/inf outputs can be told)."""
     if not bool(torch.isfinite(log_probs[:out_len]).all()):
         return "model output contains NaN/inf"
+    if targets is None:
+        return "unknown (finite outputs; targets not given)"
     need = int(frames_needed_rows([targets.reshape(-1)])[0])
     if out_len < need:
         return f"infeasible: {out_len} output frames < {need} needed (labels + repeats)"
@@ -222,8 +264,13 @@ class HealthTracker:
     def set_frames_per_label(self, frames_per_label: float | None) -> None:
         """The data's output frames per label, once known (CTCDoctor measures it on the first
         batch it checks): the blank-phase thresholds become relative to the units."""
-        self.ctx = replace(self.ctx, frames_per_label=frames_per_label)
-        self.th = self.base_th.for_units(frames_per_label)
+        self.update_context(frames_per_label=frames_per_label)
+
+    def update_context(self, **changes) -> None:
+        """What is learned about the run after the tracker was made (precision, the learning
+        rate and frozen parts a framework reports at its start, frames per label)."""
+        self.ctx = replace(self.ctx, **changes)
+        self.th = self.base_th.for_units(self.ctx.frames_per_label)
 
     # ---- input --------------------------------------------------------------------------
     def observe(self, obs: Observation) -> None:
@@ -362,7 +409,8 @@ class HealthTracker:
             # back to (nearly) all-blank; one or two tokens in a noisy training batch of sparse
             # units is not a regression (FSDD word units, docs/doctor.md)
             return self._collapse(ev, "regressed", f"the model produced text at update "
-                                  f"{s.escaped_at} but is back to all-blank at update {obs.step}")
+                                  f"{s.escaped_at} but is back to all-blank at update {obs.step}"
+                                  + self._symptoms(ev))
         if obs.step >= self.th.grace_updates and judged and not rising and not leaving:
             self._flat_reported = True
             return self._collapse(ev, "flat", (
@@ -370,7 +418,7 @@ class HealthTracker:
                 f"non-blank probabilities are flat (mean max non-blank {t.signal:.3f}, "
                 f"{t.signal / max(t.low, 1e-9):.2f}x its low of {t.low:.3f} at update "
                 f"{t.low_step}, over the last {self.th.flat_updates} updates); healthy runs "
-                f"climb off it within {self.th.grace_updates} updates"))
+                f"climb off it within {self.th.grace_updates} updates") + self._symptoms(ev))
         why = (f"non-blank probability rising ({t.low:.3f} at update {t.low_step} -> "
                f"{t.signal:.3f})" if rising else
                f"the {leaving[0]} output already has text" if leaving else
@@ -378,12 +426,14 @@ class HealthTracker:
                f"~{self.th.grace_updates})" if obs.step < self.th.grace_updates else
                f"the blank phase started at update {s.entered}; too recent to judge the trend")
         if final:
+            fix = (f"train longer: {self.ctx.resume_cmd()} (N larger than the epochs done); "
+                   f"meanwhile `--blank-penalty 2` at decode time shows what the model has "
+                   f"learned" if self.ctx.loop == "asrlab" else
+                   "train longer; meanwhile subtracting ~2 from the blank's log-probability "
+                   "when decoding shows what the model has learned")
             return Finding("UNDERTRAINED", "warning",
                            f"training ended in the blank phase after {obs.step} updates: {why}",
-                           {**ev, "kind": "ended-blank"},
-                           f"train longer: {self.ctx.resume_cmd()} (N larger than the epochs "
-                           f"done); meanwhile `--blank-penalty 2` at decode time shows what the "
-                           f"model has learned")
+                           {**ev, "kind": "ended-blank"}, fix)
         return Finding("UNDERTRAINED", "info",
                        f"in the normal CTC blank phase (blank wins {obs.blank_ratio:.1%} of "
                        f"frames): {why}", {**ev, "kind": "blank-phase"},
@@ -400,7 +450,32 @@ class HealthTracker:
                 "frames_per_label": self.ctx.frames_per_label,
                 "grace_updates": self.th.grace_updates,
                 "blank_dominant": round(self.th.blank_dominant, 5),
-                "init": self.ctx.init, "init_gain": self.ctx.init_gain}
+                "init": self.ctx.init, "init_gain": self.ctx.init_gain,
+                "blank_prob_std": None if obs.blank_prob_std is None
+                else round(obs.blank_prob_std, 4), **self._loss_trend()}
+
+    def _loss_trend(self) -> dict:
+        """The untrained model's loss (lowest of the first 3 updates) and the latest window's
+        median: a collapsed run's loss usually falls (to the label prior) while it says nothing."""
+        if len(self.step_losses) < 2:
+            return {}
+        w = self.th.loss_window
+        return {"loss_first": round(min(v for _, v in self.step_losses[:3]), 4),
+                "loss_now": round(statistics.median(v for _, v in self.step_losses[-w:]), 4)}
+
+    def _symptoms(self, ev: dict) -> str:
+        """What a user sees, from the evidence: the loss falling while the output is blank,
+        an output that does not change from frame to frame (it ignores the input)."""
+        out = ""
+        first, now = ev.get("loss_first"), ev.get("loss_now")
+        if first is not None and now is not None and now < 0.9 * first:
+            out += (f"; meanwhile the loss fell from {first:.3g} to {now:.3g} (blank everywhere "
+                    f"is what a model learns first: the label prior)")
+        spread = ev.get("blank_prob_std")
+        if spread is not None and spread < FLAT_OUTPUT_STD:
+            out += (f"; the blank probability barely changes from frame to frame (std "
+                    f"{spread:.3g}): the output ignores the input")
+        return out
 
     def _collapse(self, ev: dict, kind: str, message: str) -> Finding:
         causes, remedies = self.collapse_causes(kind)
@@ -410,11 +485,35 @@ class HealthTracker:
     def collapse_causes(self, kind: str) -> tuple[list[str], list[str]]:
         """Likely causes (most likely first) and remedies, from what the context tells."""
         c, causes, remedies = self.ctx, [], []
+        asrlab = c.loop == "asrlab"
         if kind == "regressed":
             causes.append(f"learning rate too high (lr {c.lr:g}) knocked the model back"
                           if c.lr else "learning rate too high knocked the model back")
-            remedies.append(f"retrain with a lower peak rate: --lr {c.lr / 3:.2g}" if c.lr
-                            else "retrain with a third of the learning rate (--lr)")
+            if asrlab:
+                remedies.append(f"retrain with a lower peak rate: --lr {c.lr / 3:.2g}" if c.lr
+                                else "retrain with a third of the learning rate (--lr)")
+            elif c.lr and not c.unfrozen_encoder:
+                remedies.append(f"retrain with a lower peak rate: {c.set_lr(c.lr / 3)}")
+        if c.unfrozen_encoder:
+            lr = c.encoder_lr or c.lr
+            causes.insert(0, (f"learning rate {lr:g} on an unfrozen pretrained encoder" if lr
+                              else "the learning rate of an unfrozen pretrained encoder")
+                          + ": updates that large wreck its pretrained representations before "
+                          "the new CTC head has learned to read them, and the output falls "
+                          "back to blank everywhere")
+            if c.feature_encoder_trainable:
+                causes.append("the convolutional feature encoder is trained too (fine-tuning "
+                              "recipes keep it frozen)")
+            if not c.warmup_steps:
+                causes.append("no warmup: the first updates hit the encoder at the full rate")
+            remedies.append(f"lower the encoder's rate to ~{lr / 10:.2g} (a tenth; or train "
+                            f"only the head for the first updates, then unfreeze)" if lr else
+                            "lower the encoder's learning rate (a tenth)")
+            if c.feature_encoder_trainable:
+                remedies.append("freeze the feature encoder: model.freeze_feature_encoder()"
+                                if c.loop == "hf" else "freeze the convolutional feature encoder")
+            if not c.warmup_steps:
+                remedies.append(f"warm up: {c.set_warmup()}")
         if c.weak_init:
             causes.append(f"initialization: xavier_uniform with gain {c.init_gain:g} "
                           f"(model.init_gain) makes the outputs start near-uniform, so blank "
@@ -424,23 +523,36 @@ class HealthTracker:
                             "(use `--preset seed-crnn`) or pass `--init-gain 1.0`")
         if c.steps_per_epoch and c.warmup_steps > self.th.grace_updates:
             causes.append(f"long warmup: {c.warmup_steps} updates before the full lr")
-            remedies.append("shorten the warmup: --warmup-epochs 1")
+            remedies.append("shorten the warmup: " + ("--warmup-epochs 1" if asrlab
+                                                      else c.set_warmup()))
         if kind != "regressed" and not c.weak_init:
             causes.append("the model is stuck emitting blank (label/feature problems or a "
                           "learning rate too low can do this; check the data findings)")
-            if c.lr:
-                remedies.append(f"retrain with a different learning rate (--lr, now {c.lr:g})")
-        if c.ctc_smoothing == 0:
-            remedies.append("--ctc-smoothing 0.1 penalizes blank dominance during training")
-        remedies.append("to salvage this checkpoint, decode with --blank-penalty 2")
+            if c.lr and not c.unfrozen_encoder:
+                remedies.append(f"retrain with a different learning rate (--lr, now {c.lr:g})"
+                                if asrlab else f"retrain with a different learning rate "
+                                f"(now {c.lr:g})")
+        if asrlab:
+            if c.ctc_smoothing == 0:
+                remedies.append("--ctc-smoothing 0.1 penalizes blank dominance during training")
+            remedies.append("to salvage this checkpoint, decode with --blank-penalty 2")
+        else:
+            remedies.append("to see what the model has learned, subtract ~2 from the blank's "
+                            "log-probability when decoding")
         return causes, remedies
 
     # ---- divergence ---------------------------------------------------------------------
     def _divergence_finding(self) -> Finding | None:
-        lr_fix = (f"lower the learning rate: --lr {self.ctx.lr / 3:.2g} (now {self.ctx.lr:g}), "
-                  if self.ctx.lr else "lower the learning rate (--lr), ")
-        remedy = lr_fix + "or warm up longer (--warmup-epochs 2); a larger --batch-size " \
-                          "tolerates a higher rate"
+        c = self.ctx
+        if c.loop == "asrlab":
+            lr_fix = (f"lower the learning rate: --lr {c.lr / 3:.2g} (now {c.lr:g}), "
+                      if c.lr else "lower the learning rate (--lr), ")
+            remedy = lr_fix + "or warm up longer (--warmup-epochs 2); a larger --batch-size " \
+                              "tolerates a higher rate"
+        else:
+            remedy = (f"lower the learning rate: {c.set_lr(c.lr / 3)} (now {c.lr:g})" if c.lr
+                      else "lower the learning rate (a third)") + \
+                f", or warm up longer ({c.set_warmup()}); a larger batch tolerates a higher rate"
         if self.nan_output_steps:
             return self._nan_finding(remedy)
         if len(self._medians) <= self.th.loss_window:  # at least 2 windows of losses
@@ -452,6 +564,12 @@ class HealthTracker:
         before = [r for r in self.nonfinite.values()
                   if r.cause.startswith("infeasible") and r.first_step < step]
         if not before:
+            if self.ctx.precision == "fp16":
+                return Finding("DIVERGENCE", "error", f"the model's outputs became NaN at update "
+                               f"{step} while it computes in fp16: {FP16_CAUSE}",
+                               {"kind": "nan", "update": step, "lr": self.ctx.lr,
+                                "precision": "fp16", "likely_cause": "fp16 overflow"},
+                               f"{self.fp16_remedy()}; if it persists in bf16 or float32: {remedy}")
             return Finding("DIVERGENCE", "error", f"the model's outputs became NaN at update "
                            f"{step}: the weights blew up",
                            {"kind": "nan", "update": step, "lr": self.ctx.lr}, remedy)
@@ -529,20 +647,46 @@ class HealthTracker:
         infeasible = [r for r in recs if r.cause.startswith("infeasible")]
         nan_out = [r for r in recs if "NaN/inf" in r.cause]
         severity = "error" if fraction > self.th.nonfinite_error_fraction or nan_out else "warning"
-        if infeasible and len(infeasible) >= len(recs) / 2:
+        asrlab = self.ctx.loop == "asrlab"
+        # infeasible targets first: the NaN outputs that follow are their doing (see _nan_finding)
+        root = bool(infeasible) and (len(infeasible) >= len(recs) / 2 or bool(nan_out) and
+                                     infeasible[0].first_step < nan_out[0].first_step)
+        fp16 = self.ctx.precision == "fp16" and not root
+        ev = {"utterances": len(recs), "fraction": round(fraction, 4)}
+        if root:
             remedy = ("fix or drop these utterances (transcript too long for the audio; "
                       "`asrlab check` lists them as INFEASIBLE_LENGTH), or use a model with less "
-                      "time subsampling (--model seed-crnn)")
+                      "time subsampling (--model seed-crnn)") if asrlab else (
+                      "drop these utterances (transcript too long for the audio: CTC needs an "
+                      "output frame per label, plus one between repeated labels), and compute "
+                      "the loss with zero_infinity=True (transformers: config.ctc_zero_infinity"
+                      "=True) so that one of them cannot poison an update")
+        elif fp16:
+            remedy = self.fp16_remedy()
+            ev.update(precision="fp16", likely_cause="fp16 overflow")
         elif nan_out:
-            remedy = "the weights blew up: see DIVERGENCE; lower --lr"
+            remedy = ("the weights blew up: see DIVERGENCE; lower --lr" if asrlab else
+                      "the weights blew up: see DIVERGENCE; lower the learning rate")
         else:
-            remedy = "inspect these utterances' audio and transcripts (`asrlab check`)"
+            remedy = ("inspect these utterances' audio and transcripts (`asrlab check`)" if asrlab
+                      else "inspect these utterances' audio and transcripts")
         shown = recs[:20]
+        unit = "batch(es)" if all(r.id.startswith("batch@") for r in recs) else "utterance(s)"
         return Finding("NONFINITE_LOSS", severity,
-                       f"{len(recs)} utterance(s) gave an inf/NaN CTC loss (first at update "
+                       f"{len(recs)} {unit} gave an inf/NaN CTC loss (first at update "
                        f"{recs[0].first_step}): {', '.join(r.id for r in shown[:5])}"
                        + (" ..." if len(recs) > 5 else "")
-                       + "; they are left out of the update",
-                       {"utterances": len(recs), "fraction": round(fraction, 4),
-                        "ids": [r.id for r in shown], "causes": {r.id: r.cause for r in shown},
+                       + ("; they are left out of the update" if asrlab else "")
+                       + (f"; the model computes in fp16: {FP16_CAUSE}" if fp16 else ""),
+                       {**ev, "ids": [r.id for r in shown],
+                        "causes": {r.id: r.cause for r in shown},
                         "first_update": recs[0].first_step}, remedy)
+
+    def fp16_remedy(self) -> str:
+        bf16 = {"asrlab": "--set train.precision=bf16", "hf": "TrainingArguments(bf16=True, "
+                "fp16=False)"}.get(self.ctx.loop, "torch.autocast(..., dtype=torch.bfloat16)")
+        return (f"train in bf16 where the hardware has it ({bf16}: fp32's range), else in "
+                f"float32 (or float32 first and fp16 later, as WeNet's maintainers advise); keep "
+                f"log_softmax and the CTC loss in float32, outside autocast (transformers' CTC "
+                f"heads do), with zero_infinity=True; a lower learning rate keeps activations "
+                f"smaller")

@@ -77,7 +77,7 @@ def test_classes_need_their_frameworks():
 
 # ---- the callbacks in their real trainers (lightning and transformers are in the test extra) --
 
-def lightning_fit(log_probs_of, steps: int = 6):
+def lightning_fit(log_probs_of, steps: int = 6, **trainer_kw):
     """A tiny CTC model in a real Lightning Trainer. `log_probs_of(logits)` is the model's
     output step: log_softmax when wired right. The output layer starts with blank winning
     (as every CTC model soon does): the healthy run is in the normal blank phase."""
@@ -107,7 +107,8 @@ def lightning_fit(log_probs_of, steps: int = 6):
     cb = integ.DoctorLightningCallback(every=2)
     data = torch.utils.data.TensorDataset(torch.randn(8, 10, 4))
     trainer = pl.Trainer(max_steps=steps, callbacks=[cb], logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                         **trainer_kw)
     trainer.fit(Tiny(), torch.utils.data.DataLoader(data, batch_size=4))
     return cb, trainer
 
@@ -118,6 +119,15 @@ def test_lightning_callback_healthy_run():
     assert "UNDERTRAINED" in [f.code for f in cb.findings]  # the blank phase, reported
     assert not [f for f in cb.findings if f.severity == "error"]
     assert float(trainer.callback_metrics["doctor/errors"]) == 0
+
+
+def test_lightning_callback_knows_the_precision():
+    """Mixed precision reaches the doctor's context (fp16 is then named for NaN losses)."""
+    cb, _ = lightning_fit(lambda logits: logits.float().log_softmax(-1), steps=2,
+                          precision="bf16-mixed")
+    assert cb.doctor.tracker.ctx.precision == "bf16"
+    cb, _ = lightning_fit(lambda logits: logits.log_softmax(-1), steps=2)
+    assert cb.doctor.tracker.ctx.precision is None
 
 
 def test_lightning_callback_names_a_wiring_fault():
@@ -131,35 +141,16 @@ def test_lightning_callback_names_a_wiring_fault():
 def hf_fit(tmp_path, label_pad: int, steps: int = 4):
     """A tiny Wav2Vec2ForCTC in a real transformers Trainer; labels padded with `label_pad`
     (-100 is HF's convention; the pad token, 0, is CTC's blank: the classic collator bug)."""
-    from transformers import Trainer, TrainingArguments, Wav2Vec2Config, Wav2Vec2ForCTC
+    from .hfkit import collate, fit, tiny_ctc
 
-    torch.manual_seed(0)
-    cfg = Wav2Vec2Config(vocab_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32, conv_dim=(16, 16), conv_stride=(5, 4),
-                         conv_kernel=(10, 8), num_conv_pos_embeddings=16,
-                         num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
-                         do_stable_layer_norm=True, pad_token_id=0, mask_time_prob=0.0,
-                         layerdrop=0.0, ctc_loss_reduction="mean")
-    model = Wav2Vec2ForCTC(cfg)
+    model = tiny_ctc(vocab_size=8)
     with torch.no_grad():
         model.lm_head.bias[0] = 6.0  # blank wins from the start: the normal blank phase
     data = [{"input_values": torch.randn(3200), "labels": torch.randint(1, 8, (2 + i % 3,))}
             for i in range(16)]
-
-    def collate(items):
-        labels = torch.nn.utils.rnn.pad_sequence([it["labels"] for it in items],
-                                                 batch_first=True, padding_value=label_pad)
-        x = torch.stack([it["input_values"] for it in items])
-        return {"input_values": x, "attention_mask": torch.ones_like(x, dtype=torch.long),
-                "labels": labels}
-
-    args = TrainingArguments(output_dir=str(tmp_path / "hf"), max_steps=steps,
-                             per_device_train_batch_size=4, learning_rate=1e-3, report_to=[],
-                             save_strategy="no", logging_strategy="no", disable_tqdm=True,
-                             use_cpu=True, dataloader_num_workers=0)
     cb = integ.DoctorTrainerCallback(every=2)
-    Trainer(model=model, args=args, train_dataset=data, data_collator=collate,
-            callbacks=[cb]).train()
+    fit(model, data, tmp_path / "hf", cb, steps, lr=1e-3,
+        collator=lambda items: collate(items, label_pad=label_pad))
     return cb
 
 
