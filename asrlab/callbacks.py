@@ -89,31 +89,41 @@ def follows_load(cfg, d) -> bool:
 
 
 class EncoderFreeze(TrainingCallback):
-    """Callback: for the first N epochs only the output layer learns. The encoder's weights
-    have requires_grad off (AdamW skips them, weight decay included) and it runs in eval mode
-    (dropout off, BatchNorm statistics not updated), so it stays exactly as it was loaded."""
+    """Callback: for the first N epochs some modules do not learn: by default the whole encoder
+    (`--freeze-encoder-epochs`: only the output layer learns); a pretrained encoder's trained
+    blocks wait `model.pretrained.frozen_epochs` (`modules` picks them from the run). Their
+    weights have requires_grad off (AdamW skips them, weight decay included) and they run in
+    eval mode (dropout off, BatchNorm statistics not updated), so they stay exactly as loaded.
+    Afterwards the weights that were learning before learn again (a pretrained encoder's
+    frozen part stays frozen)."""
 
-    def __init__(self, epochs: int):
-        self.epochs, self.hook = epochs, None
+    def __init__(self, epochs: int, modules=None, what: str = "encoder",
+                 rest: str = "only the output layer trains"):
+        self.epochs, self.hooks, self.thawed = epochs, [], []
+        self.modules = modules or (lambda run: [run.model.encoder])
+        self.what, self.rest = what, rest
 
     def on_train_start(self, run) -> None:
         if run.state.epoch < self.epochs:
-            encoder = run.model.encoder
-            for p in encoder.parameters():
+            modules = self.modules(run)
+            self.thawed = [p for m in modules for p in m.parameters() if p.requires_grad]
+            for p in self.thawed:
                 p.requires_grad_(False)
-            self.hook = encoder.register_forward_pre_hook(self._eval)
-            run.log.info("encoder frozen for the first %d epoch(s): only the output layer "
-                         "trains", self.epochs)
+            self.hooks = [sub.register_forward_pre_hook(self._eval)
+                          for m in modules for sub in m.modules()]
+            run.log.info("%s frozen for the first %d epoch(s): %s", self.what, self.epochs,
+                         self.rest)
 
     @staticmethod
     def _eval(module, _inputs) -> None:  # returns None: the inputs pass unchanged
         module.eval()
 
     def on_epoch_end(self, run, metrics, emissions) -> list:
-        if self.hook is not None and run.state.epoch >= self.epochs:
-            for p in run.model.encoder.parameters():
+        if self.hooks and run.state.epoch >= self.epochs:
+            for p in self.thawed:
                 p.requires_grad_(True)
-            self.hook.remove()
-            self.hook = None
-            run.log.info("epoch %d: encoder unfrozen", run.state.epoch)
+            for hook in self.hooks:
+                hook.remove()
+            self.hooks = []
+            run.log.info("epoch %d: %s unfrozen", run.state.epoch, self.what)
         return []

@@ -143,8 +143,20 @@ class PretrainedConfig:
     layers: int = 2  # downstream BiLSTM layers (0: the head sits on the projection)
     stack: int = 1  # frames joined before the BiLSTM (2: half the frame rate, half the cost)
     encoder_lr_scale: float = 0.1  # trained encoder layers learn at this fraction of train.lr
-    frozen_epochs: float = 1.0  # with layers_trained != 0: the encoder waits this many epochs
+    frozen_epochs: int = 1  # with layers_trained != 0: the trained layers wait this many epochs
     pad_to_30s: bool = False  # Whisper: pad every input to 30 s (Whisper's own way) and crop
+    # Training computes the frozen part's states once per utterance and speed factor
+    # (asrlab.encoder_cache) instead of every step; false: the encoder runs every step (what
+    # waveform augmentation needs; a GPU may not mind).
+    cache: bool = True
+
+    @property
+    def caches_states(self) -> bool:
+        """Whether training runs from cached frozen states: `cache` on, some part frozen, and
+        the trained blocks (if any) able to run from the frozen part's output (Whisper's can;
+        the wav2vec2 family's run inside transformers' encoder, so only a frozen one caches)."""
+        return self.cache and self.layers_trained != -1 and (
+            self.layers_trained == 0 or self.kind == "whisper")
 
 
 @dataclass(frozen=True)
@@ -392,6 +404,17 @@ def _feature_problems(f: FeatureConfig, m: ModelConfig, a: AugmentConfig) -> lis
         problems.append("model.pretrained.frozen_epochs must be >= 0")
     if p.pad_to_30s and p.kind not in ("", "whisper"):
         problems.append("model.pretrained.pad_to_30s is for Whisper encoders only")
+    if p.pad_to_30s and p.layers_trained != 0:
+        problems.append("model.pretrained.pad_to_30s is for a frozen encoder "
+                        "(layers_trained 0): a 30 s window costs every step 30 s of encoder")
+    waveform_steps = [name for name in ("noise_prob", "reverb_prob", "vocode_prob", "pitch_prob",
+                                        "bandlimit_prob", "clip_prob") if getattr(a, name) > 0]
+    waveform_steps += ["gain_db"] if tuple(a.gain_db) != (0.0, 0.0) else []
+    if p.caches_states and waveform_steps:
+        problems.append(f"augment.{', augment.'.join(waveform_steps)} change the waveform, "
+                        f"but the frozen encoder's states are computed once per run: set "
+                        f"model.pretrained.cache=false (the encoder runs every step, slower), "
+                        f"or turn them off (speed perturbation and SpecAugment still apply)")
     return problems
 
 
@@ -538,6 +561,12 @@ PRESETS: dict[str, Config] = {
 # set (and the `finetune` preset): a short warmup (the weights are already good), a peak rate a
 # sixth of training from scratch, fewer epochs and earlier stopping (little data overfits).
 FINETUNE_TRAIN = {"lr": 5e-4, "warmup_epochs": 0.2, "epochs": 20, "early_stop_patience": 6}
+# A pretrained encoder's recipe (`asrlab train --encoder X`), applied like FINETUNE_TRAIN to every
+# value the user does not set: the encoder's frozen states are computed once per speed variant,
+# so speed perturbation is off (three variants would triple the encoding), and the downstream
+# learns at a BiLSTM's usual rate. Measured in docs/benchmarks.md ("Pretrained encoders").
+PRETRAINED_RECIPE = {"augment": {"speed_perturb": [1.0]},
+                     "train": {"lr": 2e-3, "warmup_epochs": 1.0, "early_stop_patience": 10}}
 PRESETS["finetune"] = replace(PRESETS["default"],
                               train=replace(PRESETS["default"].train, **FINETUNE_TRAIN))
 # The failing run itself: everything above plus xavier_uniform(gain=0.1) on every weight.

@@ -16,6 +16,7 @@ computed again when asked. Only the speed factors the recipe draws are encoded.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ from asrlab.data.augment import speed_perturb
 from asrlab.data.featcache import FeatureCache, config_namespace
 from asrlab.data.manifest import Utterance
 from asrlab.features import FeaturePipeline
+from asrlab.frames import input_rate
 from asrlab.recognizer import length_batches, pad_frames
 
 
@@ -53,6 +55,8 @@ class EncoderStates:
         self.encoder, self.pipeline, self.utts = encoder, pipeline, utts
         self.waves, self.cache, self.device = waves, cache, device
         self.batch_seconds = batch_seconds
+        # states per second of audio: the backbone's output rate (before any stacking)
+        self.rate = input_rate(pipeline.cfg) / math.prod(s.stride for s in encoder.backbone.stages)
 
     def wave(self, i: int, speed: float) -> np.ndarray:
         return speed_perturb(self.waves[self.utts[i].id], speed)

@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from asrlab.checkpoint import Checkpoint
-from asrlab.config import Config, preset
+from asrlab.config import PRETRAINED_RECIPE, Config, preset
 from asrlab.data.manifest import ManifestError
 from asrlab.data.scan import ScanResult, problem_skipped, scan_split
 from asrlab.data.text import Transcripts, read_transcripts
@@ -35,7 +35,9 @@ from asrlab.doctor.checks import (CheckReport, DataThresholds, bad_manifest_find
 from asrlab.doctor.display import evidence_line
 from asrlab.doctor.findings import Finding, has_errors, rank, write_findings_json
 from asrlab.features import FeaturePipeline, FeatureStats, front_end
-from asrlab.finetune import InitFromError, init_tokenizer, load_init, source_defaults
+from asrlab.finetune import (InitFromError, init_tokenizer, load_init, source_defaults,
+                             under_user)
+from asrlab.pretrained import with_encoder
 
 log = logging.getLogger("asrlab.train")  # the run's log (RUN/train.log)
 
@@ -62,10 +64,17 @@ def resolve_config(preset_name: str = "default", config_file: Path | None = None
     items); with `init_from`, the source's settings and the fine-tuning defaults under the
     user's (`run_overrides`)."""
     cfg = preset(preset_name)
+    user_file: dict = {}
     if config_file is not None:  # only the keys the file sets override the preset
         Config.from_yaml(config_file)  # validates the file's keys and types, naming it
-        cfg = cfg.merged(yaml.safe_load(Path(config_file).read_text()) or {})
-    return cfg.merged(run_overrides(overrides or {}, init_from, config_file, preset_name))
+        user_file = yaml.safe_load(Path(config_file).read_text()) or {}
+        cfg = cfg.merged(user_file)
+    cfg = cfg.merged(run_overrides(overrides or {}, init_from, config_file, preset_name))
+    if cfg.model.name != "pretrained" or init_from:  # --init-from: the source's encoder
+        return cfg
+    if preset_name == "default":  # a pretrained encoder's recipe under the user's values
+        cfg = cfg.merged(under_user(PRETRAINED_RECIPE, overrides or {}, user_file))
+    return with_encoder(cfg)
 
 
 def run_overrides(overrides: Mapping, init_from: str | None = None,

@@ -24,9 +24,10 @@ import math
 import os
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from asrlab.config import WHISPER_FEATURES, Config, ConfigError, FeatureConfig
 from asrlab.ct2 import CT2Model, CT2FormatError, read_ct2
 
 KINDS = ("whisper", "wav2vec2", "hubert", "wavlm")
@@ -378,3 +379,31 @@ def resolve_encoder(name_or_dir: str | Path, verify: bool = True) -> EncoderSour
         raise EncoderSourceError(f"{key}: a file; give the folder that holds it")
     raise EncoderSourceError(f"{key}: no such encoder: use a name ({', '.join(BUNDLES)}; "
                              f"`asrlab encoders` lists them) or a folder")
+
+
+def with_encoder(cfg: Config) -> Config:
+    """The config of a run on the pretrained encoder model.pretrained.source names: its kind,
+    its dimensions (`arch`, so a checkpoint rebuilds it without the source) and its weights'
+    sha256 recorded, and the features it takes (Whisper's log-mel of its mel bins, or its
+    waveform at its rate): an encoder fixes its input. ConfigError (one line) when the source
+    is missing, corrupt or changed since the config recorded it."""
+    p = cfg.model.pretrained
+    if not p.source:
+        return cfg  # Config.validate says to give --encoder
+    try:
+        source = resolve_encoder(p.source)
+    except EncoderSourceError as e:
+        raise ConfigError(f"--encoder {p.source}: {e}") from None
+    if p.sha256 and p.sha256 != source.sha256:
+        raise ConfigError(f"--encoder {p.source}: its weights changed since this config was "
+                          f"made (sha256 {source.sha256[:12]}..., the config says "
+                          f"{p.sha256[:12]}...): remove model.pretrained.sha256 and "
+                          f"model.pretrained.arch from the config to take the new weights")
+    if source.input == "whisper":
+        features = FeatureConfig(kind="whisper", n_mels=source.dims.n_mels, **WHISPER_FEATURES)
+    else:
+        features = FeatureConfig(kind="waveform", sample_rate=source.sample_rate,
+                                 normalize=source.normalize)
+    return replace(cfg, features=features, model=replace(cfg.model, pretrained=replace(
+        p, kind=source.kind, arch=json.dumps(source.arch(), sort_keys=True),
+        sha256=source.sha256)))

@@ -49,7 +49,6 @@ from asrlab.ctc import frames_needed, time_mask
 from asrlab.data.dataset import Batch
 from asrlab.decode.greedy import greedy_batch
 from asrlab.doctor.stats import EmissionStats
-from asrlab.frames import input_rate
 from asrlab.metrics import error_rates
 from asrlab.preflight import TrainingRefused  # noqa: F401  re-exported: train's refusal
 from asrlab.run_folder import RunLock, append_line, resume_checkpoint
@@ -195,14 +194,14 @@ def autocast(run: Run):
 
 def train_epoch(run: Run, model, loader, optimizer, callbacks: list[TrainingCallback], progress,
                 budget: Budget) -> tuple[EpochTotals, bool]:
-    """Returns (the epoch's totals summed over ranks, out of time?). `model` is run.model or
+    """Returns (the epoch's totals summed over ranks, out of time?). `model` is run.forward or
     its DDP wrapper."""
     model.train()
     totals, out_of_time = EpochTotals(), False
     for batch in loader:
         lr = lr_at(run.config, run.state, run.steps_per_epoch, budget.fraction(time.time()))
-        for g in optimizer.param_groups:
-            g["lr"] = lr
+        for g in optimizer.param_groups:  # a pretrained encoder's layers learn at a fraction
+            g["lr"] = lr * g.get("lr_scale", 1.0)
         totals += train_step(run, model, batch.to(run.device), optimizer, callbacks)
         run.state.step += 1
         if progress is not None:
@@ -239,14 +238,14 @@ def train_step(run: Run, model, batch: Batch, optimizer, callbacks: list[Trainin
         nonfinite += n_ok
         log.warning("step %d: non-finite gradient norm; update skipped (batch %s)",
                     state.step, ", ".join(batch.ids[:5]))
-    audio_s = float(batch.feat_lens.sum()) / input_rate(cfg.features)
+    audio_s = float(batch.feat_lens.sum()) / run.batch_rate
     return EpochTotals(loss.item() * n_ok, n_ok, nonfinite, audio_s)
 
 
 @torch.no_grad()
 def validate(run: Run, loader) -> tuple[float, float, float, EmissionStats, list[tuple[str, str, str]]]:
     """Returns (val loss, CER, WER, emission stats, [(id, ref, hyp)])."""
-    model, tok = run.model, run.tokenizer
+    model, tok = run.forward, run.tokenizer  # the model, or it from cached encoder states
     model.eval()
     stats, losses, rows = EmissionStats(), [], []
     for batch in loader:

@@ -35,8 +35,12 @@ from asrlab.data.tokenizer import Tokenizer
 from asrlab.doctor.findings import Finding
 from asrlab.features import FeaturePipeline
 from asrlab.finetune import init_model
+from asrlab.encoder_cache import EncoderStates, states_namespace
+from asrlab.frames import input_rate
 from asrlab.models import build_model
-from asrlab.preflight import DataScan, precheck, require_usable, scan_data
+from asrlab.models.pretrained import FromStates, load_encoder_weights
+from asrlab.pretrained import resolve_encoder
+from asrlab.preflight import DataScan, TrainingRefused, precheck, require_usable, scan_data
 from asrlab.run_folder import check_reuse
 
 log = logging.getLogger("asrlab.train")
@@ -68,6 +72,14 @@ class Run:
     notify: Callable[[str], None] | None = None  # the progress display's note line
     log: logging.Logger = log
     findings: list[Finding] = field(default_factory=list)
+    # What batches hold and what runs them: features at the input rate through `model`, or a
+    # frozen encoder's cached states at its rate through FromStates(model) (encoder_cache).
+    forward: torch.nn.Module | None = None
+    batch_rate: float = 0.0  # frames of batch.feats per second of audio
+
+    def __post_init__(self):
+        self.forward = self.forward or self.model
+        self.batch_rate = self.batch_rate or input_rate(self.config.features)
 
     @property
     def device(self) -> torch.device:
@@ -102,9 +114,22 @@ def make_loader(ds: SpeechDataset, sampler: BucketBatchSampler, cfg: Config):
 
 
 def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdamW (or Adam) over the weights that learn. A pretrained encoder's trained blocks are a
+    group of their own at model.pretrained.encoder_lr_scale of the rate (each group's
+    `lr_scale`: the loop sets lr x lr_scale); its frozen part is left out."""
     t = cfg.train
     cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-    return cls(model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+    encoder = {id(p) for b in getattr(model.encoder, "trained_blocks", list)() + (
+        [model.encoder.backbone] if getattr(model.encoder, "all_trained", False) else [])
+        for p in b.parameters()}
+    frozen = {id(p) for m in getattr(model.encoder, "frozen_modules", list)()
+              for p in m.parameters()}
+    groups = [{"params": [p for p in model.parameters()
+                          if id(p) not in encoder and id(p) not in frozen], "lr_scale": 1.0}]
+    if encoder:
+        groups.append({"params": [p for p in model.parameters() if id(p) in encoder],
+                       "lr_scale": cfg.model.pretrained.encoder_lr_scale})
+    return cls(groups, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
 
 
 @dataclass
@@ -149,13 +174,56 @@ def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val
             log.info("%s", note)
     check_run(run_dir, cfg, d, data, train_path, val_path, force)
     if model is None:
-        model = ckpt.model if ckpt else build_model(cfg, data.tokenizer.vocab_size)
+        model = ckpt.model if ckpt else new_model(cfg, data.tokenizer.vocab_size)
     model.to(d.device)
     optimizer, state = start_optimizer(cfg, model, ckpt)
-    train_ds, sampler, train_loader, val_loader = make_data(cfg, data, d)
-    run = Run(run_dir, cfg, data.tokenizer, model, state, len(sampler), d)
-    return Setup(run, wrap_ddp(model, d), optimizer, data.stats, train_ds, sampler, train_loader,
-                 val_loader, make_callbacks(cfg, run_dir, d, callbacks), notes)
+    states = encoder_states(cfg, model, data, d)
+    train_ds, sampler, train_loader, val_loader = make_data(cfg, data, d, states)
+    forward = FromStates(model) if states else model
+    run = Run(run_dir, cfg, data.tokenizer, model, state, len(sampler), d, forward=forward,
+              batch_rate=states[0].rate if states else 0.0)
+    return Setup(run, wrap_ddp(forward, d), optimizer, data.stats, train_ds, sampler,
+                 train_loader, val_loader, make_callbacks(cfg, run_dir, d, callbacks), notes)
+
+
+def new_model(cfg: Config, vocab_size: int) -> torch.nn.Module:
+    """A fresh model; a pretrained encoder's weights from its source (its sha256 checked
+    against the one the config recorded)."""
+    model = build_model(cfg, vocab_size)
+    if cfg.model.name == "pretrained":
+        source = resolve_encoder(cfg.model.pretrained.source)
+        if cfg.model.pretrained.sha256 and source.sha256 != cfg.model.pretrained.sha256:
+            raise TrainingRefused(
+                f"--encoder {cfg.model.pretrained.source}: its weights changed since the config "
+                f"was made (sha256 {source.sha256[:12]}..., the config says "
+                f"{cfg.model.pretrained.sha256[:12]}...): drop model.pretrained.sha256 and "
+                f"model.pretrained.arch from the config to take the new weights")
+        load_encoder_weights(model, source)
+        log.info("encoder %s (%s, sha256 %s): weights loaded", source.name, source.kind,
+                 source.sha256[:12])
+    return model
+
+
+def encoder_states(cfg: Config, model: torch.nn.Module, data: DataScan, d: distributed.Dist
+                   ) -> tuple[EncoderStates, EncoderStates] | None:
+    """The frozen encoder's states of both splits, computed once (asrlab.encoder_cache), when
+    the config caches them (model.pretrained.caches_states); None otherwise."""
+    if cfg.model.name != "pretrained" or not cfg.model.pretrained.caches_states:
+        return None
+    pipeline, t = FeaturePipeline(cfg.features, data.stats), cfg.train
+    namespace = states_namespace(model.encoder, pipeline, cfg.model.pretrained.sha256)
+    out = []
+    for scan, speeds in ((data.train, cfg.augment.speed_perturb), (data.val, (1.0,))):
+        cache = FeatureCache(cfg.features, scan.used, t.feature_cache_mb, t.feature_cache_dir,
+                             namespace=f"{namespace}-{scan.split}")
+        states = EncoderStates(model.encoder, pipeline, scan.used, scan.waves, cache, d.device)
+        report = states.fill(sorted(set(speeds)))
+        log.info("encoder states, %s: %d utterance variants (%.0f s of audio) in %.1f s "
+                 "(%.0f x real time), %.0f MB kept in memory", scan.split, report.variants,
+                 report.audio_seconds, report.seconds,
+                 report.audio_seconds / max(report.seconds, 1e-9), report.megabytes)
+        out.append(states)
+    return out[0], out[1]
 
 
 def show_notes(notes: list[str], console) -> None:
@@ -201,17 +269,22 @@ def wrap_ddp(model: torch.nn.Module, d: distributed.Dist) -> torch.nn.Module:
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
-def make_data(cfg: Config, data: DataScan, d: distributed.Dist):
-    """(training dataset, its batch sampler, training loader, validation loader)."""
+def make_data(cfg: Config, data: DataScan, d: distributed.Dist,
+              states: tuple[EncoderStates, EncoderStates] | None = None):
+    """(training dataset, its batch sampler, training loader, validation loader); with a
+    frozen encoder's `states` (train, val), their items are those states."""
     tr, va, tokenizer = data.train, data.val, data.tokenizer
     pipeline = FeaturePipeline(cfg.features, data.stats)
     noises = None  # augment.noise_prob > 0 without a noise_dir: generated white/pink noise
     if cfg.augment.noise_dir and cfg.augment.noise_prob > 0:
         noises = load_noises(cfg.augment.noise_dir, cfg.features.sample_rate)
         log.info("noise augmentation: %d files from %s", len(noises), cfg.augment.noise_dir)
+    train_states, val_states = states or (None, None)
     train_ds = SpeechDataset(tr.used, pipeline, tokenizer, cfg.augment, cfg.train.seed,
-                             waves=tr.waves, noises=noises, feature_cache=feature_cache(cfg, tr))
-    val_ds = SpeechDataset(va.used, pipeline, tokenizer, None, waves=va.waves)
+                             waves=tr.waves, noises=noises,
+                             feature_cache=None if states else feature_cache(cfg, tr),
+                             states=train_states)
+    val_ds = SpeechDataset(va.used, pipeline, tokenizer, None, waves=va.waves, states=val_states)
     sampler = BucketBatchSampler([u.duration for u in tr.used], cfg.train.batch_size,
                                  cfg.train.batch_seconds, True, cfg.train.sort_first_epoch,
                                  cfg.train.seed, d.world, d.rank)
@@ -229,6 +302,11 @@ def make_callbacks(cfg: Config, run_dir: Path, d: distributed.Dist, callbacks: l
                                                                                   d.is_main)]
     if cfg.train.freeze_encoder_epochs > 0:
         cbs.insert(0, EncoderFreeze(cfg.train.freeze_encoder_epochs))
+    p = cfg.model.pretrained
+    if cfg.model.name == "pretrained" and p.layers_trained and p.frozen_epochs > 0:
+        cbs.insert(0, EncoderFreeze(p.frozen_epochs, lambda run: run.model.encoder.trained_blocks(),
+                                    "the pretrained encoder's trained layers",
+                                    "the layer weights and the downstream train"))
     if follows_load(cfg, d):
         cbs.append(ThreadFollower(torch.get_num_threads()))
     return cbs

@@ -19,6 +19,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="YAML config; applied over the preset")
     p.add_argument("--model", help="model name: crnn-sub4 (default), seed-crnn, conformer (its "
                                    "time subsampling decides CTC feasibility)")
+    p.add_argument("--encoder", metavar="NAME_OR_DIR",
+                   help="train on a pretrained speech encoder: a bundle name (`asrlab encoders` "
+                        "lists them: whisper-tiny.en, whisper-base) or a folder (CTranslate2 "
+                        "Whisper; transformers Whisper, wav2vec2, HuBERT, WavLM)")
+    p.add_argument("--encoder-layers-trained", type=int, metavar="N",
+                   help="with --encoder: 0 keeps it frozen (default: its outputs are computed "
+                        "once), N trains its top N layers (at a tenth of the rate, after a "
+                        "frozen epoch), -1 all of it")
     p.add_argument("--tokenizer", choices=["char", "bpe"])
     p.add_argument("--vocab-size", type=int, help="BPE vocabulary size")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -45,6 +53,12 @@ def overrides(args, flags: dict | None = None) -> dict:
     of those), then --recompute-cmvn. Not --init-from: resolve_config takes it apart."""
     o: dict = {}
     put(o, "model", "name", args.model)
+    if getattr(args, "encoder", None):
+        o.setdefault("model", {})["name"] = "pretrained"
+        o["model"].setdefault("pretrained", {})["source"] = args.encoder
+    if getattr(args, "encoder_layers_trained", None) is not None:
+        o.setdefault("model", {}).setdefault("pretrained", {})["layers_trained"] = \
+            args.encoder_layers_trained
     for section, values in (flags or {}).items():
         o.setdefault(section, {}).update(values)
     if args.tokenizer:

@@ -15,7 +15,9 @@ The order, per utterance (`SpeechDataset.features` and `wave_steps` apply it):
    10. SpecAugment              spec_augment (frequency and time masks)
 
 Steps 2-4 are `augment_wave` (the voice, the speaker and the room), 6-8 `channel_wave` (the
-microphone and the line).
+microphone and the line). With a pretrained encoder whose frozen states are cached
+(asrlab.encoder_cache) only steps 1 (each speed variant encoded once) and 10 (masks over time
+and the encoder's dimensions) apply; Config.validate refuses the others there.
 
 The waveform steps after speed perturbation take a float32 waveform (S,) at `sample_rate` and
 return one of the same length, so transcripts stay aligned. Each is switched on by its
@@ -290,15 +292,26 @@ def vtlp_factor(cfg: AugmentConfig, rng: np.random.Generator) -> float:
     return 1.0 if low == high == 1.0 else round(float(rng.uniform(low, high)), 2)
 
 
-def spec_augment(feats: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+def speed_factor(cfg: AugmentConfig, rng: np.random.Generator) -> float:
+    """The utterance's speed-perturbation factor, drawn from cfg.speed_perturb (no draw when
+    it is only 1.0)."""
+    if len(cfg.speed_perturb) > 1 or cfg.speed_perturb[0] != 1.0:
+        return float(rng.choice(cfg.speed_perturb))
+    return 1.0
+
+
+def spec_augment(feats: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator,
+                 width_scale: float = 1.0) -> np.ndarray:
     """Frequency and time masks (SpecAugment); time masks scale with the utterance length.
-    Masks fill with 0, the global mean after CMVN."""
+    Masks fill with 0, the global mean after CMVN. `feats` is (T, F), or (T, ..., F) (a frozen
+    encoder's states (T, S, D): the same dimensions masked in every layer, each mask up to
+    freq_mask_width x `width_scale` of them)."""
     feats = feats.copy()
-    T, F = feats.shape
+    T, F = feats.shape[0], feats.shape[-1]
     for _ in range(cfg.freq_masks):
-        w = int(rng.integers(0, cfg.freq_mask_width + 1))
+        w = int(rng.integers(0, int(cfg.freq_mask_width * width_scale) + 1))
         f0 = int(rng.integers(0, max(1, F - w + 1)))
-        feats[:, f0:f0 + w] = 0.0
+        feats[..., f0:f0 + w] = 0.0
     max_t = int(cfg.time_mask_ratio * T)
     for _ in range(cfg.time_masks):
         w = int(rng.integers(0, max_t + 1))

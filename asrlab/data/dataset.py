@@ -17,7 +17,8 @@ import torch
 from asrlab.audio import load_audio
 from asrlab.config import AugmentConfig
 from asrlab.data.augment import (NOISE_KINDS, add_noise, augment_wave, channel_wave,
-                                 generated_noise, spec_augment, speed_perturb, vtlp_factor)
+                                 generated_noise, spec_augment, speed_factor, speed_perturb,
+                                 vtlp_factor)
 from asrlab.data.featcache import FeatureCache
 from asrlab.data.manifest import Utterance
 from asrlab.features import FeaturePipeline
@@ -70,9 +71,12 @@ class SpeechDataset(torch.utils.data.Dataset):
     def __init__(self, utts: list[Utterance], pipeline: FeaturePipeline, tokenizer,
                  augment: AugmentConfig | None = None, seed: int = 0, cache_audio: bool = True,
                  noises: list[np.ndarray] | None = None, waves: dict[str, np.ndarray] | None = None,
-                 feature_cache: FeatureCache | None = None):
+                 feature_cache: FeatureCache | None = None, states=None):
         """`waves` (id -> waveform) pre-fills the audio cache, e.g. from asrlab.data.scan;
-        `feature_cache` keeps training log-mels across epochs (bit-identical batches)."""
+        `feature_cache` keeps training log-mels across epochs (bit-identical batches);
+        `states` (asrlab.encoder_cache.EncoderStates) makes the items a frozen encoder's
+        states (T', S, D) of the drawn speed variant instead of features, masked as
+        SpecAugment masks features."""
         self.utts, self.pipeline, self.tokenizer = utts, pipeline, tokenizer
         self.augment, self.seed, self.epoch = augment, seed, 0
         self.cache: dict[int, np.ndarray] | None = {} if cache_audio else None
@@ -82,6 +86,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         self.noises = noises or []
         # training: raw log-mels per (utterance, speed factor), see asrlab.data.featcache
         self.feature_cache = feature_cache if augment is not None else None
+        self.states = states
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -99,15 +104,15 @@ class SpeechDataset(torch.utils.data.Dataset):
         return wave
 
     def features(self, i: int) -> np.ndarray:
+        if self.states is not None:
+            return self.encoder_states(i)
         if self.augment is None:  # evaluation: features never change, compute once
             if i not in self.feat_cache:
                 self.feat_cache[i] = self.pipeline(self.wave(i))
             return self.feat_cache[i]
         rng = np.random.default_rng((self.seed, self.epoch, i))
         aug = self.augment
-        speed = 1.0
-        if len(aug.speed_perturb) > 1 or aug.speed_perturb[0] != 1.0:
-            speed = float(rng.choice(aug.speed_perturb))
+        speed = speed_factor(aug, rng)
         if self.feature_cache is not None:
             # Try the draws on a short stand-in first: when no step changes the waveform and
             # the filterbank is not warped, the generator is now where the full path would have
@@ -121,6 +126,19 @@ class SpeechDataset(torch.utils.data.Dataset):
             rng.bit_generator.state = before
         wave = self.wave_steps(speed_perturb(self.wave(i), speed), rng)
         return spec_augment(self.pipeline(wave, vtlp_factor(aug, rng)), aug, rng)
+
+    def encoder_states(self, i: int) -> np.ndarray:
+        """A frozen encoder's states of utterance i, (T', S, D) float16: at 1.0x for
+        evaluation; for training at the drawn speed, with SpecAugment's masks over time and
+        over the encoder's dimensions (the waveform steps cannot apply to cached states:
+        Config.validate refuses them)."""
+        if self.augment is None:
+            return self.states.get(i, 1.0)
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        aug = self.augment
+        speed = speed_factor(aug, rng)
+        states = self.states.get(i, speed)
+        return spec_augment(states, aug, rng, states.shape[-1] / self.pipeline.cfg.n_mels)
 
     def wave_steps(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The waveform augmentations after speed perturbation, in order; each step returns

@@ -166,10 +166,18 @@ class RunContext:
     def from_config(cls, cfg, steps_per_epoch: int | None = None, run_dir=None,
                     frames_per_label: float | None = None) -> "RunContext":
         spe = steps_per_epoch or 0
+        p = cfg.model.pretrained
+        pretrained = cfg.model.name == "pretrained"
+        precision = cfg.train.precision if cfg.train.precision in ("fp16", "bf16") else None
         return cls(cfg.model.init, cfg.model.init_gain, cfg.train.lr,
                    int(cfg.train.warmup_epochs * spe), steps_per_epoch,
                    str(run_dir) if run_dir else None, cfg.train.ctc_smoothing, frames_per_label,
-                   sorted_updates=spe if cfg.train.sort_first_epoch else 0)
+                   sorted_updates=spe if cfg.train.sort_first_epoch else 0,
+                   precision=precision, pretrained=pretrained,
+                   encoder_trainable=bool(p.layers_trained) if pretrained else None,
+                   feature_encoder_trainable=p.layers_trained == -1 if pretrained else None,
+                   encoder_lr=cfg.train.lr * p.encoder_lr_scale
+                   if pretrained and p.layers_trained else None)
 
     @property
     def weak_init(self) -> bool:

@@ -25,7 +25,10 @@ class CTCModel(nn.Module):
         return self.encoder.output_lengths(lengths)
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor):
-        h, lengths = self.encoder(feats, lengths)  # (B, T', D)
+        return self.from_encoded(*self.encoder(feats, lengths))
+
+    def from_encoded(self, h: torch.Tensor, lengths: torch.Tensor):
+        """The head on the encoder's output (B, T', D) -> log-probs (B, T', V), lengths."""
         logits = self.head(self.dropout(h))  # (B, T', V)
         return logits.log_softmax(dim=-1), lengths
 

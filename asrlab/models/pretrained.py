@@ -121,7 +121,8 @@ class PretrainedEncoder(nn.Module):
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The used states, S x (B, T', D) -> (B, T'', out_dim)."""
         if self.layer_sum:
-            normed = torch.stack([F.layer_norm(h, h.shape[-1:]) for h in layers], dim=0)
+            normed = torch.stack([F.layer_norm(h, (self.backbone.out_dim,)) for h in layers],
+                                 dim=0)  # (S, B, T', D); a static width for the ONNX trace
             weights = self.layer_weights.softmax(0).to(normed.dtype)
             h = (normed * weights[:, None, None, None]).sum(0)  # (B, T', D)
         else:
@@ -149,6 +150,19 @@ def stack_frames(h: torch.Tensor, lengths: torch.Tensor, k: int
     h = h * time_mask(lengths, T)[..., None].to(h.dtype)
     h = F.pad(h, (0, 0, 0, pad)).reshape(B, (T + pad) // k, k * D)  # (B, T'/k, k D)
     return h, (lengths + k - 1) // k
+
+
+class FromStates(nn.Module):
+    """A pretrained-encoder CTC model run from its frozen states (asrlab.encoder_cache):
+    (B, T', S, D) states, lengths -> log-probs, lengths; what training and validation call
+    when the states are cached. The same weights as `model` (it holds it)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, states: torch.Tensor, lengths: torch.Tensor):
+        return self.model.from_encoded(*self.model.encoder.from_states(states, lengths))
 
 
 def pretrained_encoder(features: FeatureConfig, m: ModelConfig) -> PretrainedEncoder:

@@ -39,7 +39,7 @@ def processor(tmp_path, **kw):
 
 def speech(text: str = "she sells sea shells by the sea shore", seed: int = 0) -> np.ndarray:
     """Speech at 16 kHz (espeak-ng, synthesized at 22 kHz: energy up to 8 kHz)."""
-    from asrlab.data.synth import EngineUnavailable, make_speakers, render
+    from asrlab.synth import EngineUnavailable, make_speakers, render
 
     try:
         return render(text, make_speakers(1, seed)[0], seed=seed)
