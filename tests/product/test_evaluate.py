@@ -5,8 +5,6 @@ audio read with the limits every verb applies, memory flat with a file's length.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -121,33 +119,21 @@ def test_evaluate_lists_unreadable_audio_without_a_traceback(tiny_onnx, digit_co
     assert [s["source"] for s in items] == [f"{manifest}:2", f"{manifest}:7"]  # where each is
 
 
-PEAK_RSS = """
-import sys
-from asrlab.cli import main
-rc = main(sys.argv[1:])
-status = open("/proc/self/status").read().split("VmHWM:")[1]
-print("VmHWM", status.split()[0], file=sys.stderr)
-sys.exit(rc)
-"""
-
-
 def peak_rss_mb(args: list[str]) -> float:
-    """Run `asrlab ARGS` in a fresh process; its own peak resident set size (VmHWM: the
-    process's, from its start. The rusage of a child counts the parent's peak too, when the
-    child was spawned from it, and this test runs inside a pytest process holding torch)."""
+    """`asrlab ARGS` in a fresh process; its own peak RSS (bench/long_audio.py measures it)."""
     if not Path("/proc/self/status").is_file():
         pytest.skip("needs /proc/self/status (Linux)")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", PEAK_RSS, *args], env=env, cwd=REPO,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return int(proc.stderr.rsplit("VmHWM", 1)[1].split()[0]) / 1024
+    if str(REPO / "bench") not in sys.path:
+        sys.path.insert(0, str(REPO / "bench"))
+    from long_audio import run_measured
+
+    return run_measured(args)[0]
 
 
 def test_evaluate_memory_does_not_grow_with_the_file(tiny_onnx, digit_corpus, tmp_path):
-    """1 and 10 minutes of audio: read whole, the 10-minute file took ~2x the memory of the
-    short one with this model; in windows, a few percent more."""
+    """1 and 10 minutes of audio in one file each: read whole (evaluate before it used windows),
+    the 10-minute file took 2.8x the 1-minute file's peak (tiny checkpoint, 366 -> 1017 MB); in
+    windows a few percent more."""
     peaks = {}
     for minutes in (1, 10):
         row = joined(digit_corpus, minutes * 60, tmp_path / f"{minutes}min.wav")
