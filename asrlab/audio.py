@@ -2,7 +2,8 @@
 
 Everything that touches a waveform (training, evaluation, inference, the server) goes through
 `load_audio` / `decode_audio_bytes` (whole file) or `AudioReader` (windows of a long file), so a
-file is read the same way everywhere.
+file is read the same way everywhere. The verbs that recognize audio read whole files through
+`load_checked` (the limits, then `check_samples`).
 
 Limits come before decoding (`AudioLimits`): the header's channels x rate x seconds is checked
 first, so a small file that would decode to gigabytes (a "decompression bomb", e.g. 8 channels
@@ -35,6 +36,10 @@ class AudioError(ValueError):
 
 class AudioLimitError(AudioError):
     """A readable file over the AudioLimits (too long, too many channels, too costly to decode)."""
+
+
+class AudioContentError(AudioError):
+    """Decoded audio that cannot be recognized: no samples, or NaN/infinite ones."""
 
 
 @dataclass(frozen=True)
@@ -245,9 +250,26 @@ def check_samples(wave: np.ndarray, name: str = "") -> None:
     """Refuse what cannot be recognized (the server's 422s; the CLI's errors): no samples, or
     NaN/infinite samples. `name` ("FILE: ") starts the message."""
     if wave.size == 0:
-        raise AudioError(f"{name}the audio file has no samples")
+        raise AudioContentError(f"{name}the audio file has no samples")
     if not np.isfinite(wave).all():
-        raise AudioError(f"{name}the audio has non-finite samples (NaN or infinity)")
+        raise AudioContentError(f"{name}the audio has non-finite samples (NaN or infinity)")
+
+
+def load_checked(source: str | Path | bytes, sample_rate: int,
+                 limits: AudioLimits = AudioLimits(), offset: float = 0.0,
+                 duration: float | None = None) -> np.ndarray:
+    """The one way a verb reads audio in one piece (transcribe, evaluate and tune-lm through
+    asrlab.transcribe.Transcriber, the server's uploads): `load_audio` for a path (`offset`/
+    `duration`: a segment), `decode_audio_bytes` for bytes, within `limits`, then
+    `check_samples`. AudioLimitError over the limits, AudioContentError for empty or NaN/inf
+    audio, AudioError for the rest, each naming the file (bytes: no name)."""
+    if isinstance(source, bytes):
+        wave = decode_audio_bytes(source, sample_rate, limits)
+        check_samples(wave)
+        return wave
+    wave = load_audio(source, sample_rate, offset, duration, limits)
+    check_samples(wave, f"{source}: ")
+    return wave
 
 
 def audio_info(path: str | Path) -> AudioInfo:

@@ -30,6 +30,9 @@ class OnnxRecognizer(BaseRecognizer):
             raise FileNotFoundError(f"{self.path}: no such ONNX model (make one with "
                                     f"`asrlab export --model RUN --out model.onnx`)")
         opts = ort.SessionOptions()
+        # no per-shape memory plans: with them the arena kept growing over the first windows of a
+        # long file (+16% at 10 minutes over 1 minute); same speed (docs/benchmarks.md)
+        opts.enable_mem_pattern = False
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1

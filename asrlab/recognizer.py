@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asrlab.audio import load_audio
+from asrlab.audio import AudioLimits, load_checked
 from asrlab.frames import input_rate
 
 METADATA_KEY = "asrlab"  # the ONNX model's custom metadata entry (asrlab.export writes it)
@@ -57,9 +57,11 @@ class BaseRecognizer:
         """(B, T, F) float32, (B,) int64 -> log-probs (B, T', V) float32, lengths (B,)."""
         raise NotImplementedError
 
-    def load(self, path: str | Path, offset: float = 0.0, duration: float | None = None
-             ) -> np.ndarray:
-        return load_audio(path, self.sample_rate, offset, duration)
+    def load(self, path: str | Path, offset: float = 0.0, duration: float | None = None,
+             limits: AudioLimits = AudioLimits()) -> np.ndarray:
+        """`path` (a segment with `offset`/`duration`) at the model's rate through
+        `audio.load_checked`: within `limits`, empty and NaN/inf audio refused (AudioError)."""
+        return load_checked(path, self.sample_rate, limits, offset, duration)
 
     def log_probs(self, waves: list[np.ndarray]) -> list[np.ndarray]:
         """One (T', V) float32 array per waveform; batched by length, returned in input order."""

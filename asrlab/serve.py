@@ -39,8 +39,8 @@ import numpy as np
 from fastapi import FastAPI, File, UploadFile
 from fastapi.responses import JSONResponse
 
-from asrlab.audio import (AudioError, AudioLimitError, AudioLimits, check_header,
-                          check_samples, decode_audio_bytes, probe)
+from asrlab.audio import (AudioContentError, AudioError, AudioLimitError, AudioLimits,
+                          load_checked, probe)
 
 log = logging.getLogger("asrlab.serve")
 BODY_OVERHEAD = 64 * 1024  # multipart headers and boundaries on top of the file itself
@@ -201,18 +201,14 @@ def read_upload_audio(data: bytes, sample_rate: int, limits: ServerLimits) -> np
     if info.seconds is not None and info.seconds > limits.max_seconds:
         raise HTTPProblem(422, f"audio too long: {info.seconds:.1f} s, limit "
                                f"{limits.max_seconds:g} s; split it into shorter files")
-    try:
-        check_header(info, limits.audio)  # decompression bombs: refused before decoding
-        wave = decode_audio_bytes(data, sample_rate, limits.audio)
+    try:  # the header against the limits first: decompression bombs refused before decoding
+        return load_checked(data, sample_rate, limits.audio)
     except AudioLimitError as e:
         raise HTTPProblem(422, f"audio refused: {e}") from None
+    except AudioContentError as e:  # empty, NaN/inf
+        raise HTTPProblem(422, str(e)) from None
     except AudioError as e:
         raise HTTPProblem(415, str(e)) from None
-    try:
-        check_samples(wave)
-    except AudioError as e:
-        raise HTTPProblem(422, str(e)) from None
-    return wave
 
 
 # ---- micro-batching --------------------------------------------------------------------------

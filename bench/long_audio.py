@@ -1,17 +1,21 @@
-"""Peak memory and time of `asrlab transcribe` on 1, 10 and 60 minutes of audio.
+"""Peak memory and time of `asrlab transcribe` (or `asrlab evaluate`) on 1, 10 and 60 minutes.
 
     python bench/long_audio.py --out /tmp/long_audio [--model RUN_OR_ONNX] [--minutes 1 10 60]
+    python bench/long_audio.py --out /tmp/long_audio --verb evaluate --minutes 1 10
 
 Each length is one WAV (FSDD digit recordings, 8 kHz, joined with pauses and repeated to the
-length) transcribed by `asrlab transcribe --json --threads 1` in a subprocess; the peak memory is
-that process's maximum resident set size (os.wait4's ru_maxrss), the time its wall time. Long
-audio is read and recognized in 30 s windows (asrlab.longform), so the peak should not grow with
-the length: the script reports each peak relative to the shortest and exits 1 when one is more
-than 20% above it.
+length) given to `asrlab transcribe --json --threads 1`, or, with --verb evaluate, a one-line
+manifest of it (the digits as reference) to `asrlab evaluate --threads 1`, in a fresh
+subprocess; the peak memory is that process's own high-water resident set size (VmHWM, read by
+the process itself at its end: the rusage of a child spawned from this script would count this
+script's peak too), the time its wall time. Long audio is read and recognized in 30 s windows
+(asrlab.longform) by both verbs, so the peak should not grow with the length: the script
+reports each peak relative to the shortest and exits 1 when one is more than --tolerance (10%)
+above it.
 
 Without --model it builds an untrained checkpoint of the default architecture (crnn-sub4,
 2 x 256 BiLSTM) in OUT: memory and time depend on the architecture, not on the weights.
-Writes OUT/results.json and prints a markdown table.
+Writes OUT/results.json (OUT/results_evaluate.json) and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -36,20 +40,28 @@ if not FSDD.is_dir():
 SR = 8000
 
 
-def make_audio(path: Path, minutes: float) -> None:
-    """Digits with 0.3 s pauses, repeated to `minutes`, written block by block (16-bit WAV)."""
+def make_audio(path: Path, minutes: float) -> str:
+    """Digits with 0.3 s pauses, repeated to `minutes`, written block by block (16-bit WAV);
+    returns the words of the recordings that fit whole (the reference for evaluate)."""
     files = sorted(FSDD.glob("*.wav"))[:200]
     if not files:
         raise SystemExit(f"FSDD recordings not found in {FSDD}")
     pause = np.zeros(int(0.3 * SR), np.float32)
-    unit = np.concatenate([np.concatenate([sf.read(f, dtype="float32")[0], pause]) for f in files])
+    parts = [np.concatenate([sf.read(f, dtype="float32")[0], pause]) for f in files]
+    digits = "zero one two three four five six seven eight nine".split()
+    words = [digits[int(f.name.split("_")[0])] for f in files]
     total = int(minutes * 60 * SR)
+    said = []
     with sf.SoundFile(path, "w", SR, 1, "PCM_16") as out:
-        written = 0
+        written, i = 0, 0
         while written < total:
-            part = unit[:total - written]
+            part = parts[i % len(parts)][:total - written]
             out.write(part)
             written += len(part)
+            if len(part) == len(parts[i % len(parts)]):
+                said.append(words[i % len(words)])
+            i += 1
+    return " ".join(said)
 
 
 def make_model(out: Path) -> Path:
@@ -69,22 +81,47 @@ def make_model(out: Path) -> Path:
                            stats=stats, meta={"epoch": 0, "note": "untrained, for benchmarks"})
 
 
-def measure(model: Path, wav: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "asrlab", "transcribe", "--model", str(model), "--json",
-           "--threads", "1", str(wav)]
-    out, err = wav.with_suffix(".json"), wav.with_suffix(".err")
+PEAK_RSS = """
+import sys
+from asrlab.cli import main
+rc = main(sys.argv[1:])
+print("VmHWM", open("/proc/self/status").read().split("VmHWM:")[1].split()[0], file=sys.stderr)
+sys.exit(rc)
+"""
+
+
+def run_measured(args: list[str], stdout: Path | None = None, threads: int = 1
+                 ) -> tuple[float, float]:
+    """`asrlab ARGS` in a fresh process: (its own peak RSS in MB, wall seconds). Linux (reads
+    /proc/self/status); SystemExit with the process's stderr when it fails."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(threads)}
     t0 = time.perf_counter()
-    with open(out, "wb") as fo, open(err, "wb") as fe:
-        proc = subprocess.Popen(cmd, env=env, stdout=fo, stderr=fe)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+    with open(stdout or os.devnull, "w") as fo:
+        proc = subprocess.run([sys.executable, "-c", PEAK_RSS, *args], env=env, cwd=REPO,
+                              stdout=fo, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"transcribe failed: {err.read_text()[-2000:]}")
-    result = json.loads(out.read_text().splitlines()[-1])
-    return {"peak_mb": usage.ru_maxrss / 1024, "wall_s": wall, "duration_s": result["duration"],
-            "words": len(result["words"])}
+    if proc.returncode != 0 or "VmHWM" not in proc.stderr:
+        raise SystemExit(f"asrlab {' '.join(args[:1])} failed: {proc.stderr[-2000:]}")
+    return int(proc.stderr.rsplit("VmHWM", 1)[1].split()[0]) / 1024, wall
+
+
+def measure(verb: str, model: Path, wav: Path, text: str) -> dict:
+    out = wav.with_name(f"{wav.stem}_{verb}.json")
+    if verb == "transcribe":
+        peak, wall = run_measured(["transcribe", "--model", str(model), "--json", "--threads",
+                                   "1", str(wav)], out)
+        result = json.loads(out.read_text().splitlines()[-1])
+        return {"peak_mb": peak, "wall_s": wall, "duration_s": result["duration"],
+                "words": len(result["words"])}
+    manifest = wav.with_suffix(".jsonl")
+    manifest.write_text(json.dumps({"audio_filepath": str(wav), "duration": sf.info(wav).duration,
+                                    "text": text}) + "\n")
+    peak, wall = run_measured(["evaluate", "--model", str(model), "--data", str(manifest),
+                               "--out", str(out), "--threads", "1"])
+    report = json.loads(out.read_text())
+    hyp = json.loads(out.with_suffix(".utterances.jsonl").read_text())["hyp"]
+    return {"peak_mb": peak, "wall_s": wall, "duration_s": report["audio_seconds"],
+            "words": len(hyp.split()), "wer": report["wer"]}
 
 
 def cpu_model() -> tuple[str, bool]:
@@ -98,32 +135,35 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--model", type=Path, help="run folder, checkpoint or model.onnx")
+    p.add_argument("--verb", choices=("transcribe", "evaluate"), default="transcribe")
     p.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 60])
+    p.add_argument("--tolerance", type=float, default=0.10,
+                   help="most a peak may exceed the shortest file's (default 0.10: 10%%)")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     model = args.model or make_model(args.out)
     rows = []
     for minutes in args.minutes:
         wav = args.out / f"audio_{minutes:g}min.wav"
-        if not wav.is_file():
-            make_audio(wav, minutes)
-        r = {"minutes": minutes, **measure(model, wav)}
+        text = make_audio(wav, minutes)
+        r = {"minutes": minutes, **measure(args.verb, model, wav, text)}
         rows.append(r)
         print(f"{minutes:g} min: peak {r['peak_mb']:.0f} MB, {r['wall_s']:.1f} s", flush=True)
     base = min(rows, key=lambda r: r["minutes"])["peak_mb"]
     cpu, avx512 = cpu_model()
-    info = {"model": str(model), "cpu": cpu, "avx512": avx512, "cores": os.cpu_count(),
-            "load_1min": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M UTC",
-                                                                   time.gmtime())}
+    info = {"verb": args.verb, "model": str(model), "cpu": cpu, "avx512": avx512,
+            "cores": os.cpu_count(), "load_1min": os.getloadavg()[0],
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     print(f"\n{info}\n")
-    print("| audio | peak RSS MB | vs shortest | wall s | real-time factor | words |")
+    print(f"| audio ({args.verb}) | peak RSS MB | vs shortest | wall s | real-time factor | words |")
     print("|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['minutes']:g} min | {r['peak_mb']:.0f} | {r['peak_mb'] / base - 1:+.1%} | "
               f"{r['wall_s']:.1f} | {r['wall_s'] / r['duration_s']:.4f} | {r['words']} |")
-    (args.out / "results.json").write_text(json.dumps({"info": info, "rows": rows}, indent=2))
-    flat = all(r["peak_mb"] <= 1.2 * base for r in rows)
-    print(f"\npeak memory {'flat' if flat else 'NOT flat'} within 20%")
+    name = "results.json" if args.verb == "transcribe" else f"results_{args.verb}.json"
+    (args.out / name).write_text(json.dumps({"info": info, "rows": rows}, indent=2))
+    flat = all(r["peak_mb"] <= (1 + args.tolerance) * base for r in rows)
+    print(f"\npeak memory {'flat' if flat else 'NOT flat'} within {args.tolerance:.0%}")
     return 0 if flat else 1
 
 

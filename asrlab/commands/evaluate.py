@@ -12,12 +12,16 @@ from asrlab.commands.transcribe import add_audio_limit_arguments, audio_limits
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, type=Path, help="run folder or checkpoint file")
+    p.add_argument("--model", required=True, type=Path,
+                   help="run folder, checkpoint, or exported model.onnx (then torch is not "
+                        "loaded)")
     p.add_argument("--data", required=True, type=Path, help="manifest to evaluate on")
     p.add_argument("--out", type=Path, help="report.json path (default: RUN/eval_<manifest>.json)")
     p.add_argument("--allow-missing", action="store_true",
                    help="exit 0 even when some utterances were skipped (missing or unusable "
                         "audio; they are listed in the report either way)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for the acoustic model (torch / onnxruntime intra-op)")
     add_audio_limit_arguments(p, seconds=3600)
     add_decoder_arguments(p)
 
@@ -31,7 +35,8 @@ def run(args) -> int:
     from asrlab.evaluate import evaluate
 
     out = args.out or default_out(args.model, args.data)
-    report = evaluate(args.model, args.data, out, decoder_options(args), audio_limits(args))
+    report = evaluate(args.model, args.data, out, decoder_options(args), audio_limits(args),
+                      args.threads)
     print(json.dumps(report.summary(), indent=2))
     print(f"report: {out}\nper-utterance: {report.utterances_path}")
     if not report.skipped:

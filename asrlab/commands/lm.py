@@ -36,7 +36,7 @@ def text_normalizer(args):
     if args.model is not None:
         if args.config is not None:
             raise ValueError("give --model (the model's text rules) or --config, not both")
-        from asrlab.transcribe import load_recognizer
+        from asrlab.model_loader import load_recognizer
 
         return load_recognizer(args.model).text_normalizer
     from asrlab.preflight import resolve_config

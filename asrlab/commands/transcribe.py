@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_audio_limit_arguments(p: argparse.ArgumentParser, seconds: float = 4 * 3600) -> None:
     """--max-audio-seconds / --max-decoded-samples: asrlab.audio.AudioLimits, checked from each
-    file's header before decoding (transcribe and evaluate)."""
+    file's header before decoding (transcribe, evaluate and tune-lm)."""
     p.add_argument("--max-audio-seconds", type=float, default=seconds,
                    help=f"refuse longer audio (default {seconds:g}); long files are read in "
                         f"30 s windows, so memory does not grow with this")
@@ -49,15 +49,13 @@ def run(args) -> int:
     tr = Transcriber.load(args.onnx or args.model, decoder_options(args), args.threads,
                           audio_limits(args))
     status = 0
-    for path in args.files:
-        try:
-            result = tr.transcribe_file(path)
-        except AudioError as e:
-            print(f"asrlab transcribe: {e}", file=sys.stderr)
+    for path, result in zip(args.files, tr.transcribe_files(args.files)):
+        if isinstance(result, AudioError):
+            print(f"asrlab transcribe: {result}", file=sys.stderr)
             status = 1
             continue
         if args.json:
-            print(json.dumps({"file": str(path), **result}, ensure_ascii=False))
+            print(json.dumps({"file": str(path), **result.to_dict()}, ensure_ascii=False))
         else:
-            print(f"{path}\t{result['text']}")
+            print(f"{path}\t{result.text}")
     return status

@@ -14,6 +14,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from asrlab.commands.transcribe import add_audio_limit_arguments, audio_limits
+
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 DEFAULT_BETAS = (-1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 
@@ -30,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam", type=int, default=32, help="beam width (default 32)")
     p.add_argument("--blank-penalty", type=float, default=0.0)
     p.add_argument("--threads", type=int, default=1, help="CPU threads for the acoustic model")
+    add_audio_limit_arguments(p, seconds=3600)
     p.add_argument("--out", type=Path, help="JSON result (default: beside the model, "
                                            "tune_lm_<data>.json)")
 
@@ -76,38 +79,41 @@ def grid_search(log_probs: list, refs: list[str], decoder, alphas, betas, on_poi
     return points
 
 
-def load_log_probs(rec, data: Path) -> tuple[list, list[str], list]:
-    """Run the acoustic model once; unreadable audio is listed, not dropped silently."""
-    from asrlab.audio import AudioError
+def load_log_probs(tr, data: Path) -> tuple[list, list[str], list]:
+    """Run the acoustic model once, reading the audio as evaluate and transcribe do (the
+    limits, empty and NaN/inf audio refused, long files in windows); unusable audio is listed,
+    not dropped silently. `tr`: an asrlab.transcribe.Transcriber."""
     from asrlab.data.manifest import Skipped
     from asrlab.data.text import read_transcripts
+    from asrlab.evaluate import utterance_log_probs
 
-    waves, refs, skipped = [], [], []
-    for u in read_transcripts(data, rec.text_normalizer).utterances:  # the model's text rules
-        try:
-            waves.append(rec.load(u.audio_filepath, u.offset, u.span))
-            refs.append(u.text)
-        except AudioError as e:
-            skipped.append(Skipped(u.id, u.source, str(e)))
-    if not waves:
+    utts = read_transcripts(data, tr.rec.text_normalizer).utterances  # the model's text rules
+    log_probs, refs, skipped = [], [], []
+    for u, result in utterance_log_probs(tr, utts):
+        if isinstance(result, Skipped):
+            skipped.append(result)
+            continue
+        log_probs.append(result.log_probs)
+        refs.append(u.text)
+    if not log_probs:
         raise ValueError(f"{data}: no readable utterances to tune on")
-    return rec.log_probs(waves), refs, skipped
+    return log_probs, refs, skipped
 
 
 def run(args) -> int:
     from asrlab.decode import DecoderOptions, make_decoder
     from asrlab.metrics import error_rates
-    from asrlab.transcribe import load_recognizer
+    from asrlab.transcribe import Transcriber
 
     t0 = time.perf_counter()
-    rec = load_recognizer(args.model, threads=args.threads)
-    log_probs, refs, skipped = load_log_probs(rec, args.data)
+    tr = Transcriber.load(args.model, DecoderOptions(blank_penalty=args.blank_penalty),
+                          args.threads, audio_limits(args))  # greedy, for the reference WER
+    log_probs, refs, skipped = load_log_probs(tr, args.data)
     for s in skipped:
         print(f"asrlab tune-lm: skipped {s}", file=sys.stderr)
-    greedy_decoder = make_decoder(DecoderOptions(blank_penalty=args.blank_penalty), rec.tokenizer)
-    greedy = error_rates(refs, [greedy_decoder.decode(lp).text for lp in log_probs])
+    greedy = error_rates(refs, [tr.decoder.decode(lp).text for lp in log_probs])
     decoder = make_decoder(DecoderOptions(blank_penalty=args.blank_penalty, beam=args.beam,
-                                          lm=str(args.lm)), rec.tokenizer)
+                                          lm=str(args.lm)), tr.rec.tokenizer)
     print(f"greedy: WER {greedy.wer:.4f} CER {greedy.cer:.4f} on {len(refs)} utterances")
     print("| lm_weight | word_score | WER | CER |\n|---:|---:|---:|---:|")
     grid = grid_search(log_probs, refs, decoder, args.alphas, args.betas,

@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from asrlab.config import ModelConfig
-from asrlab.models import build_model
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -58,7 +56,7 @@ def test_onnx_metadata_makes_the_file_self_sufficient(tiny_run, tiny_onnx):
 
 @pytest.mark.slow
 def test_onnx_and_pytorch_transcripts_are_identical(tiny_run, tiny_onnx, digit_corpus):
-    from asrlab.transcribe import load_recognizer
+    from asrlab.model_loader import load_recognizer
 
     files = [digit_corpus["train"].parent / json.loads(line)["audio_filepath"]
              for m in ("train", "val") for line in digit_corpus[m].read_text().splitlines()]
