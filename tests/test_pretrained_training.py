@@ -1,0 +1,212 @@
+"""Training on a pretrained encoder (`asrlab train --encoder`): each mode updates exactly the
+parameters it should, the cached-states path computes what inference computes, and the run's
+config records the source.
+
+The encoder is a tiny randomly initialized transformers Whisper the tests save themselves
+(2 layers of width 16, 1,500 positions: 30 s like the real ones); the corpus is espeak-ng speech
+made by asrlab's corpus builder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from asrlab.checkpoint import load
+from asrlab.config import Config
+from asrlab.preflight import resolve_config
+
+transformers = pytest.importorskip("transformers")
+
+
+def tiny_whisper(folder, layers: int = 2, seed: int = 0):
+    torch.manual_seed(seed)
+    config = transformers.WhisperConfig(
+        vocab_size=64, num_mel_bins=80, encoder_layers=layers, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, d_model=16, encoder_ffn_dim=64,
+        decoder_ffn_dim=32, max_source_positions=1500, max_target_positions=16, pad_token_id=0,
+        bos_token_id=1, eos_token_id=2, decoder_start_token_id=1, begin_suppress_tokens=None,
+        suppress_tokens=None)
+    transformers.WhisperForConditionalGeneration(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def whisper_folder(tmp_path_factory):
+    return tiny_whisper(tmp_path_factory.mktemp("tiny_whisper"))
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory):
+    from asrlab.synth import synthesize_corpus
+
+    out = tmp_path_factory.mktemp("speech")
+    return synthesize_corpus(out, n_train=16, n_val=4, n_test=2, seed=3, jobs=1, progress=False)
+
+
+def train_run(speech, whisper_folder, out, *flags: str, epochs: int = 2):
+    from asrlab.cli import main
+
+    rc = main(["train", "--train", str(speech["train"]), "--val", str(speech["val"]),
+               "--out", str(out), "--encoder", str(whisper_folder), "--epochs", str(epochs),
+               "--threads", "1", "--no-progress", "--force", "--max-minutes", "0",
+               "--set", "train.tensorboard=false", "--set", "model.pretrained.hidden=16",
+               "--set", "model.pretrained.proj=16", "--set", "model.pretrained.layers=1",
+               "--set", "train.warmup_epochs=0.2", *flags])
+    assert rc == 0
+    return load(out / "last.pt")
+
+
+def weights(state: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def source_weights(whisper_folder) -> dict:
+    from asrlab.models.whisper import WhisperEncoder
+
+    return WhisperEncoder.from_transformers(whisper_folder).state_dict()
+
+
+def changed(before: dict, after: dict) -> set[str]:
+    return {k for k in before if not torch.equal(before[k], after[k])}
+
+
+@pytest.mark.slow
+def test_frozen_encoder_stays_as_loaded_and_the_rest_learns(speech, whisper_folder, tmp_path):
+    ckpt = train_run(speech, whisper_folder, tmp_path / "frozen")
+    state = ckpt.model.state_dict()
+    assert changed(source_weights(whisper_folder), weights(state, "encoder.backbone.")) == set()
+    untrained = Config.from_dict(ckpt.config.to_dict())
+    torch.manual_seed(123)
+    from asrlab.models import build_model
+
+    fresh = build_model(untrained, ckpt.tokenizer.vocab_size).state_dict()
+    learnt = changed({k: v for k, v in fresh.items() if not k.startswith("encoder.backbone.")},
+                     state)
+    assert "encoder.layer_weights" in learnt and "head.weight" in learnt
+    assert any(k.startswith("encoder.rnn.") for k in learnt)
+    assert any(k.startswith("encoder.proj.") for k in learnt)
+    log = (tmp_path / "frozen" / "train.log").read_text()
+    assert "encoder states, train: 16 utterance variants" in log  # computed once, cached
+
+
+@pytest.mark.slow
+def test_top_layer_learns_after_its_frozen_epoch_and_the_rest_of_the_encoder_never(
+        speech, whisper_folder, tmp_path):
+    ckpt = train_run(speech, whisper_folder, tmp_path / "top1", "--encoder-layers-trained", "1",
+                     epochs=3)
+    encoder = changed(source_weights(whisper_folder),
+                      weights(ckpt.model.state_dict(), "encoder.backbone."))
+    assert encoder and all(k.startswith("blocks.1.") for k in encoder)  # the top one only
+    assert {k for k in source_weights(whisper_folder) if k.startswith("blocks.1.")
+            and "weight" in k} <= encoder
+    # after its frozen first epoch: epoch 1's checkpoint had it as loaded
+    log = (tmp_path / "top1" / "train.log").read_text()
+    assert "trained layers frozen for the first 1 epoch(s)" in log
+    assert "epoch 1: the pretrained encoder's trained layers unfrozen" in log
+
+
+@pytest.mark.slow
+def test_every_layer_learns_with_minus_one(speech, whisper_folder, tmp_path):
+    ckpt = train_run(speech, whisper_folder, tmp_path / "all", "--encoder-layers-trained", "-1",
+                     "--set", "model.pretrained.frozen_epochs=0")
+    source = source_weights(whisper_folder)
+    encoder = changed(source, weights(ckpt.model.state_dict(), "encoder.backbone."))
+    # every parameter but the fixed positions (a buffer) and the final norm: the last state
+    # goes through ln_post, so it learns too
+    assert encoder == {k for k in source if k != "positional_embedding"}
+    assert "encoder states" not in (tmp_path / "all" / "train.log").read_text()
+
+
+def test_cached_states_then_the_rest_is_the_whole_forward(whisper_folder):
+    """What training runs from cached states (FromStates on frozen_states) is what inference
+    runs (CTCModel.forward), for a frozen encoder and for one whose top block trains."""
+    from asrlab.models import build_model
+    from asrlab.models.pretrained import FromStates, load_encoder_weights
+    from asrlab.pretrained import resolve_encoder
+
+    for trained in (0, 1):
+        cfg = resolve_config("default", None, {"model": {"name": "pretrained", "pretrained": {
+            "source": str(whisper_folder), "layers_trained": trained, "hidden": 8,
+            "proj": 8, "layers": 1}}})
+        torch.manual_seed(0)
+        model = build_model(cfg.validate(), 12).eval()
+        load_encoder_weights(model, resolve_encoder(whisper_folder))
+        lengths = torch.tensor([230, 171, 96])
+        x = torch.randn(3, 230, 80)
+        with torch.no_grad():
+            states, state_lens = model.encoder.frozen_states(x, lengths)
+            assert states.shape[2] == model.encoder.cached_states == 3 - trained
+            cached = FromStates(model)(states.half().float(), state_lens)[0]
+            direct = model(x, lengths)[0]
+            for b, n in enumerate(model.output_lengths(lengths).tolist()):
+                # float16 storage of the states is all that differs
+                assert (cached[b, :n] - direct[b, :n]).abs().max() < 1e-2
+        assert torch.equal(model.output_lengths(lengths), state_lens)
+
+
+def test_the_config_records_the_source_and_takes_its_features(whisper_folder):
+    cfg = resolve_config("default", None, {"model": {"name": "pretrained",
+                                                     "pretrained": {"source": str(whisper_folder)}}})
+    p = cfg.validate().model.pretrained
+    assert p.kind == "whisper" and len(p.sha256) == 64
+    assert json.loads(p.arch)["layers"] == 2 and json.loads(p.arch)["width"] == 16
+    assert cfg.features.kind == "whisper" and cfg.features.n_fft == 400
+    assert cfg.augment.speed_perturb == (1.0,)  # the pretrained recipe, under the user's values
+    mine = resolve_config("default", None, {"augment": {"speed_perturb": [0.9, 1.0, 1.1]},
+                                            "model": {"name": "pretrained", "pretrained": {
+                                                "source": str(whisper_folder)}}})
+    assert mine.augment.speed_perturb == (0.9, 1.0, 1.1)
+
+
+def test_a_changed_or_missing_source_is_one_clear_line(whisper_folder, tmp_path):
+    from asrlab.config import ConfigError
+
+    with pytest.raises(ConfigError, match="no such encoder"):
+        resolve_config("default", None, {"model": {"name": "pretrained", "pretrained": {
+            "source": str(tmp_path / "nowhere")}}})
+    with pytest.raises(ConfigError, match="weights changed"):
+        resolve_config("default", None, {"model": {"name": "pretrained", "pretrained": {
+            "source": str(whisper_folder), "sha256": "0" * 64}}})
+
+
+def test_waveform_augmentation_with_cached_states_is_refused_with_the_fix(whisper_folder):
+    from asrlab.config import ConfigError
+
+    cfg = resolve_config("default", None, {"augment": {"noise_prob": 0.5}, "model": {
+        "name": "pretrained", "pretrained": {"source": str(whisper_folder)}}})
+    with pytest.raises(ConfigError, match="model.pretrained.cache=false"):
+        cfg.validate()
+    cfg.merged({"model": {"pretrained": {"cache": False}}}).validate()  # then it is fine
+
+
+def test_states_are_what_the_model_makes_of_each_utterance(speech, whisper_folder):
+    """EncoderStates.fill (batched, sorted by length) gives each utterance what encoding it
+    alone gives."""
+    from asrlab.data.featcache import FeatureCache
+    from asrlab.data.manifest import read_manifest
+    from asrlab.audio import load_audio
+    from asrlab.encoder_cache import EncoderStates
+    from asrlab.features import FeaturePipeline
+    from asrlab.models import build_model
+    from asrlab.models.pretrained import load_encoder_weights
+    from asrlab.pretrained import resolve_encoder
+
+    cfg = resolve_config("default", None, {"model": {"name": "pretrained", "pretrained": {
+        "source": str(whisper_folder)}}}).validate()
+    model = build_model(cfg, 10).eval()
+    load_encoder_weights(model, resolve_encoder(whisper_folder))
+    utts, _ = read_manifest(speech["train"])
+    waves = {u.id: load_audio(u.audio_filepath, 16000) for u in utts}
+    pipeline = FeaturePipeline(cfg.features)
+    cache = FeatureCache(cfg.features, utts, 100.0)
+    states = EncoderStates(model.encoder, pipeline, utts, waves, cache, torch.device("cpu"),
+                           batch_seconds=12.0)
+    report = states.fill([1.0, 1.1])
+    assert report.variants == 2 * len(utts) and cache.bytes > 0
+    for i in (0, 5, 11):
+        alone = states.encode([i], 1.1)[0]
+        np.testing.assert_allclose(states.get(i, 1.1).astype(np.float32),
+                                   alone.astype(np.float32), atol=2e-3)
