@@ -37,6 +37,26 @@ def tiny_corpus(tmp_path_factory) -> Path:
     return out
 
 
+def tiny_whisper(folder: Path, layers: int = 2, seed: int = 0) -> Path:
+    """A tiny randomly initialized transformers Whisper saved to `folder`: 2 layers of width 16
+    and 1,500 positions (30 s of audio, as the real ones), for runs on a pretrained encoder."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(seed)
+    config = transformers.WhisperConfig(
+        vocab_size=64, num_mel_bins=80, encoder_layers=layers, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, d_model=16, encoder_ffn_dim=64,
+        decoder_ffn_dim=32, max_source_positions=1500, max_target_positions=16, pad_token_id=0,
+        bos_token_id=1, eos_token_id=2, decoder_start_token_id=1, begin_suppress_tokens=None,
+        suppress_tokens=None)
+    transformers.WhisperForConditionalGeneration(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def whisper_folder(tmp_path_factory) -> Path:
+    return tiny_whisper(tmp_path_factory.mktemp("tiny_whisper"))
+
+
 def write_tone_manifest(folder: Path, texts: list[str], sr: int = 16000) -> Path:
     """A manifest of short noise+tone WAVs (content irrelevant) for shape-level tests."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,8 @@ parameters it should, the cached-states path computes what inference computes, a
 config records the source.
 
 The encoder is a tiny randomly initialized transformers Whisper the tests save themselves
-(2 layers of width 16, 1,500 positions: 30 s like the real ones); the corpus is espeak-ng speech
-made by asrlab's corpus builder."""
+(tests/conftest.py: tiny_whisper); the corpus is espeak-ng speech made by asrlab's corpus
+builder (tiny_corpus)."""
 
 from __future__ import annotations
 
@@ -21,29 +21,9 @@ from asrlab.preflight import resolve_config
 transformers = pytest.importorskip("transformers")
 
 
-def tiny_whisper(folder, layers: int = 2, seed: int = 0):
-    torch.manual_seed(seed)
-    config = transformers.WhisperConfig(
-        vocab_size=64, num_mel_bins=80, encoder_layers=layers, decoder_layers=1,
-        encoder_attention_heads=2, decoder_attention_heads=2, d_model=16, encoder_ffn_dim=64,
-        decoder_ffn_dim=32, max_source_positions=1500, max_target_positions=16, pad_token_id=0,
-        bos_token_id=1, eos_token_id=2, decoder_start_token_id=1, begin_suppress_tokens=None,
-        suppress_tokens=None)
-    transformers.WhisperForConditionalGeneration(config).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="session")
-def whisper_folder(tmp_path_factory):
-    return tiny_whisper(tmp_path_factory.mktemp("tiny_whisper"))
-
-
-@pytest.fixture(scope="session")
-def speech(tmp_path_factory):
-    from asrlab.synth import synthesize_corpus
-
-    out = tmp_path_factory.mktemp("speech")
-    return synthesize_corpus(out, n_train=16, n_val=4, n_test=2, seed=3, jobs=1, progress=False)
+def speech(tiny_corpus):
+    return {split: tiny_corpus / f"{split}.jsonl" for split in ("train", "val", "test")}
 
 
 def train_run(speech, whisper_folder, out, *flags: str, epochs: int = 2):
@@ -89,7 +69,7 @@ def test_frozen_encoder_stays_as_loaded_and_the_rest_learns(speech, whisper_fold
     assert any(k.startswith("encoder.rnn.") for k in learnt)
     assert any(k.startswith("encoder.proj.") for k in learnt)
     log = (tmp_path / "frozen" / "train.log").read_text()
-    assert "encoder states, train: 16 utterance variants" in log  # computed once, cached
+    assert "encoder states, train: 20 utterance variants" in log  # computed once, cached
 
 
 @pytest.mark.slow
