@@ -33,10 +33,12 @@ from asrlab.data.scan import (BAD_LINE, EMPTY_AFTER_NORMALIZATION, EMPTY_TRANSCR
 from asrlab.ctc import frames_needed_rows
 from asrlab.doctor.featstats import compare_feature_stats, split_raw_stats
 from asrlab.doctor.findings import Finding, rank
+from asrlab.doctor.pretrained import input_scale_findings
 from asrlab.features import FeatureStats
 from asrlab.frames import output_frames
 
 MAX_IDS = 50  # utterance ids listed in evidence per finding
+INPUT_SCALE_SAMPLE = 200  # training waveforms whose scale is judged for a pretrained encoder
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,10 @@ def run_checks(train_scan: ScanResult, val_scan: ScanResult, config, tokenizer, 
     for s in scans:
         findings += skipped_findings(s, th)
     findings += clipping_findings(scans, th)
-    findings += sample_rate_findings(scans, config.features.sample_rate)
+    encoder = config.model.pretrained.source if config.model.name == "pretrained" else None
+    findings += sample_rate_findings(scans, config.features.sample_rate, encoder)
+    if encoder:
+        findings += pretrained_input_findings(train_scan, config)
     lf, stats["lengths"] = length_findings(scans, config, tokenizer, th)
     findings += lf
     findings += duration_findings(scans, config.features.sample_rate, th)
@@ -257,7 +262,21 @@ def utterance_rates(scan: ScanResult) -> dict[str, int]:
     return rates
 
 
-def sample_rate_findings(scans: list[ScanResult], feature_rate: int) -> list[Finding]:
+def pretrained_input_findings(scan: ScanResult, config) -> list[Finding]:
+    """A pretrained encoder's input scale (doctor.pretrained.input_scale_findings) on up to
+    INPUT_SCALE_SAMPLE training waveforms as the loader gives them: Whisper's log-mel takes a
+    float waveform in [-1, 1]; a waveform encoder normalizes each utterance itself
+    (features.normalize), so only integer-range samples matter to it."""
+    utts = [u for u in scan.used if u.id in scan.waves][:INPUT_SCALE_SAMPLE]
+    expected = "raw" if config.features.kind == "whisper" or not config.features.normalize \
+        else "any"
+    return input_scale_findings([scan.waves[u.id] for u in utts], expected, [u.id for u in utts])
+
+
+def sample_rate_findings(scans: list[ScanResult], feature_rate: int,
+                         encoder: str | None = None) -> list[Finding]:
+    """Files at other rates than their split's, splits at different rates, and audio below the
+    features' rate. With a pretrained `encoder` the rate is its own (no setting changes it)."""
     per_split = {s.split: utterance_rates(s) for s in scans}
     out = []
     dominant = {}
@@ -292,7 +311,19 @@ def sample_rate_findings(scans: list[ScanResult], feature_rate: int) -> list[Fin
     all_rates = [r for rates in per_split.values() for r in rates.values()]
     if all_rates and dominant and len(set(dominant.values())) == 1:
         rate = next(iter(dominant.values()))
-        if rate < feature_rate and Counter(all_rates)[rate] == len(all_rates):
+        if rate < feature_rate and Counter(all_rates)[rate] == len(all_rates) and encoder:
+            out.append(Finding(
+                "SAMPLE_RATE_MISMATCH", "warning",
+                f"all audio is {rate} Hz but the encoder {encoder} was pretrained on "
+                f"{feature_rate} Hz audio: asrlab resamples it (as it must), yet nothing above "
+                f"{rate // 2} Hz is there, where the encoder learnt from wideband speech "
+                f"(fairseq#1931)",
+                {"kind": "band-limited", "native_rate": rate, "feature_rate": feature_rate,
+                 "encoder": encoder},
+                "expected for telephone-band recordings: the downstream learns them; if "
+                "accuracy falls short, train the top layers too (--encoder-layers-trained 2) "
+                "or add wideband speech; never feed the audio unresampled"))
+        elif rate < feature_rate and Counter(all_rates)[rate] == len(all_rates):
             out.append(Finding(
                 "SAMPLE_RATE_MISMATCH", "warning",
                 f"all audio is {rate} Hz but features are computed at {feature_rate} Hz: "
