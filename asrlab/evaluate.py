@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from asrlab.audio import AudioError, AudioLimits
-from asrlab.data.manifest import Skipped, Utterance
-from asrlab.data.text import read_transcripts
+from asrlab.data.manifest import Skipped, Utterance, read_transcripts
 from asrlab.decode import DecoderOptions, describe_decoder
 from asrlab.metrics import error_rates, utterance_errors
 from asrlab.transcribe import AudioSpan, Emissions, Transcriber

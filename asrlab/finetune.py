@@ -24,7 +24,7 @@ import yaml
 from asrlab.checkpoint import Checkpoint
 from asrlab.checkpoint import load as load_checkpoint
 from asrlab.config import FINETUNE_TRAIN, Config, ConfigError, deep_merge, key_paths
-from asrlab.data.text import read_transcripts
+from asrlab.data.manifest import read_transcripts
 from asrlab.data.tokenizer import Tokenizer
 from asrlab.models import build_model
 

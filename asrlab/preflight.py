@@ -26,9 +26,8 @@ import yaml
 
 from asrlab.checkpoint import Checkpoint
 from asrlab.config import PRETRAINED_RECIPE, Config, preset
-from asrlab.data.manifest import ManifestError
+from asrlab.data.manifest import ManifestError, Transcripts, read_transcripts
 from asrlab.data.scan import ScanResult, problem_skipped, scan_split
-from asrlab.data.text import Transcripts, read_transcripts
 from asrlab.data.tokenizer import Tokenizer, build_tokenizer
 from asrlab.doctor.checks import (CheckReport, DataThresholds, bad_manifest_finding,
                                   no_transcript_finding, run_checks)

@@ -349,7 +349,9 @@ def _train(train_path, val_path, run_dir: Path, config: Config, d, resume: bool,
         show_notes(s.notes, console)
     for cb in s.callbacks:
         cb.on_train_start(s.run)
-    budget = Budget(time.time(), cfg.train.max_minutes * 60 if cfg.train.max_minutes else None)
+    # the budget counts from before a pretrained encoder's states were computed: they are part
+    # of what a run on it costs (asrlab.encoder_cache)
+    budget = Budget(s.started, cfg.train.max_minutes * 60 if cfg.train.max_minutes else None)
     progress = TrainProgress(cfg.train.epochs, len(s.sampler), bar=show_progress and d.is_main,
                              console=console, quiet=not d.is_main)
     s.run.notify = progress.note

@@ -13,6 +13,7 @@ import logging
 import math
 import random
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +146,7 @@ class Setup:
     val_loader: object
     callbacks: list[TrainingCallback]
     notes: list[str] = field(default_factory=list)  # for the console (e.g. --init-from)
+    started: float = field(default_factory=time.time)  # when the budget starts: before encoding
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, is_main: bool, overwrite: bool = False,
@@ -177,13 +179,15 @@ def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val
         model = ckpt.model if ckpt else new_model(cfg, data.tokenizer.vocab_size)
     model.to(d.device)
     optimizer, state = start_optimizer(cfg, model, ckpt)
+    started = time.time()
     states = encoder_states(cfg, model, data, d)
     train_ds, sampler, train_loader, val_loader = make_data(cfg, data, d, states)
     forward = FromStates(model) if states else model
     run = Run(run_dir, cfg, data.tokenizer, model, state, len(sampler), d, forward=forward,
               batch_rate=states[0].rate if states else 0.0)
     return Setup(run, wrap_ddp(forward, d), optimizer, data.stats, train_ds, sampler,
-                 train_loader, val_loader, make_callbacks(cfg, run_dir, d, callbacks), notes)
+                 train_loader, val_loader, make_callbacks(cfg, run_dir, d, callbacks), notes,
+                 started)
 
 
 def new_model(cfg: Config, vocab_size: int) -> torch.nn.Module:

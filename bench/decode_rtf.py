@@ -76,7 +76,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
-    from asrlab.data.text import read_transcripts
+    from asrlab.data.manifest import read_transcripts
     from asrlab.decode import GreedyDecoder
     from asrlab.decode.beam import BeamDecoder
     from asrlab.inference import Recognizer

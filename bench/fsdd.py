@@ -10,6 +10,8 @@ strings from its own speakers, so it learns word boundaries).
     python bench/fsdd.py --out /tmp/fsdd_tts --tts 1500 --utterance-mean --speed-perturb
     python bench/fsdd.py --out /tmp/fsdd_noise --tts 1500 --utterance-mean --speed-perturb \
         --set augment.noise_prob=0.5 --set augment.noise_snr_db=[5,25]   # docs/benchmarks.md
+    python bench/fsdd.py --out /tmp/fsdd_whisper --encoder whisper-tiny.en --minutes 0 \
+        --epochs 12 --threads 2   # a pretrained encoder (asrlab train --encoder)
 
 `--tts N` adds N digit strings spoken by 64 synthetic voices (`asrlab synth --text`, espeak-ng)
 to every training set: three real speakers are too few to learn what does not depend on the
@@ -164,12 +166,15 @@ def run_speaker(all_rows: list[dict], held_out: str, out: Path, args) -> Speaker
            "--threads", str(args.threads), "--no-progress", "--seed", str(args.seed)]
     if args.model:
         cmd += ["--model", args.model]
+    if args.encoder:  # a pretrained encoder: its own features and the pretrained recipe
+        cmd += ["--encoder", args.encoder, "--encoder-layers-trained", str(args.layers_trained)]
     if args.tokenizer == "bpe":
         cmd += ["--tokenizer", "bpe", "--vocab-size", str(args.vocab_size)]
     extra = (["features.utterance_mean=true"] if args.utterance_mean else []) + \
         (["augment.speed_perturb=[0.9,1.0,1.1]"] if args.speed_perturb else []) + \
         ([f"augment.vtlp=[{args.vtlp}]"] if args.vtlp else [])
-    for item in FSDD_SETTINGS + (NARROWBAND if args.narrowband else []) + extra + list(args.set):
+    settings = [] if args.encoder else FSDD_SETTINGS + (NARROWBAND if args.narrowband else [])
+    for item in settings + extra + list(args.set):
         cmd += ["--set", item]
     print("asrlab " + " ".join(cmd), flush=True)
     t0 = time.time()
@@ -302,6 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--strings", type=int, default=600, help="joined digit strings for training")
     p.add_argument("--model", help="model name (default: the default config's)")
+    p.add_argument("--encoder", metavar="NAME_OR_DIR",
+                   help="train on this pretrained encoder (asrlab train --encoder) with the "
+                        "pretrained recipe instead of the bench's from-scratch settings")
+    p.add_argument("--layers-trained", type=int, default=0,
+                   help="with --encoder: its top layers that learn (--encoder-layers-trained)")
     p.add_argument("--tokenizer", choices=["char", "bpe"], default="char",
                    help="bpe: digit words become single tokens, which CTC learns in fewer "
                         "updates than 4-6 characters each")

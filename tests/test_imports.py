@@ -1,5 +1,6 @@
 """The package's imports point one way: no module reaches (directly or through others) back to
-itself, counting imports inside functions too (a lazy import is still a dependency)."""
+itself, counting imports inside functions too (a lazy import is still a dependency), and no
+module imports from a layer above its own in docs/architecture.md's table."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "asrlab"
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 
 
 def modules() -> dict[str, Path]:
@@ -93,3 +95,52 @@ def test_lower_layers_do_not_import_higher_ones(low, high):
             seen.add(n)
             todo.append(n)
     assert not any(m == high or m.startswith(high + ".") for m in seen), (low, high)
+
+
+def layer_table() -> dict[str, int]:
+    """docs/architecture.md's layer table: module -> layer number. A row is
+    `| N. name | `mod`, `pkg/mod`, `pkg/*` | ... |`; `pkg/*` stands for the package's modules
+    that no other row names."""
+    import re
+
+    text = ARCHITECTURE.read_text()
+    table = text[text.index("## Layers, bottom to top"):]
+    layers: dict[str, int] = {}
+    for line in table.splitlines():
+        m = re.match(r"\| (\d+)\. [^|]+\| ([^|]+)\|", line)
+        if m:
+            for name in re.findall(r"`([^`]+)`", m.group(2)):
+                layers["asrlab" if name == "asrlab" else
+                       "asrlab." + name.replace("/", ".")] = int(m.group(1))
+    return layers
+
+
+def layer_of(module: str, layers: dict[str, int]) -> int | None:
+    if module in layers:
+        return layers[module]
+    package = module.rpartition(".")[0]
+    return layers.get(package + ".*")
+
+
+def test_every_module_has_one_layer_in_the_architecture_table():
+    layers = layer_table()
+    assert len(layers) > 60
+    missing = sorted(m for m in modules() if layer_of(m, layers) is None)
+    assert not missing, f"modules missing from docs/architecture.md's layer table: {missing}"
+    stale = sorted(m for m in layers if not m.endswith(".*") and m not in modules())
+    assert not stale, f"the layer table names modules that do not exist: {stale}"
+
+
+def test_no_import_points_up_the_layer_table():
+    layers, graph = layer_table(), import_graph()
+    up = sorted(f"{m} (layer {layer_of(m, layers)}) imports {n} (layer {layer_of(n, layers)})"
+                for m, targets in graph.items() for n in targets
+                if layer_of(n, layers) > layer_of(m, layers))
+    assert not up, "imports up the layer table:\n  " + "\n  ".join(up)
+
+
+def test_the_layer_check_finds_an_import_up_the_table():
+    layers = {"asrlab.low": 1, "asrlab.high": 2, "asrlab.cmd.*": 3}
+    graph = {"asrlab.low": {"asrlab.high"}, "asrlab.high": set(), "asrlab.cmd.x": {"asrlab.low"}}
+    up = [(m, n) for m, t in graph.items() for n in t if layer_of(n, layers) > layer_of(m, layers)]
+    assert up == [("asrlab.low", "asrlab.high")]

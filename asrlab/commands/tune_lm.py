@@ -84,7 +84,7 @@ def load_log_probs(tr, data: Path) -> tuple[list, list[str], list]:
     limits, empty and NaN/inf audio refused, long files in windows); unusable audio is listed,
     not dropped silently. `tr`: an asrlab.transcribe.Transcriber."""
     from asrlab.data.manifest import Skipped
-    from asrlab.data.text import read_transcripts
+    from asrlab.data.manifest import read_transcripts
     from asrlab.evaluate import utterance_log_probs
 
     utts = read_transcripts(data, tr.rec.text_normalizer).utterances  # the model's text rules

@@ -17,9 +17,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
-from typing import Iterable, Sequence, TypeVar
+from dataclasses import asdict, dataclass
+from typing import Iterable
 
 # Shared with the sentence generator (same spelling in synthetic and real corpora).
 from asrlab.data.numbers import number_to_words, ordinal_words
@@ -119,54 +118,6 @@ class TextNormalizer:
 #: any text onto lowercase a-z, space and apostrophe, numbers, money and times read aloud.
 SENTENCE_TEXT = TextNormalizer(punctuation="space", numbers="read", accents="strip",
                                allowed="abcdefghijklmnopqrstuvwxyz'")
-
-U = TypeVar("U")
-
-
-def normalize_utterances(utts: Sequence[U], normalizer: TextNormalizer
-                         ) -> tuple[list[U], dict[str, int]]:
-    """Utterances (any dataclass with `text`, e.g. manifest.Utterance) with normalized text,
-    in the same order, and {character: times removed}. A dataclass with a `raw_text` field
-    keeps the text it had before (the first normalization's input: applying this twice does
-    not lose the manifest's text)."""
-    texts, removed = normalizer.normalize_counted([u.text for u in utts])
-    out = []
-    for u, t in zip(utts, texts):
-        keep_raw = "raw_text" in {f.name for f in fields(u)} and u.raw_text is None
-        out.append(replace(u, text=t, raw_text=u.text) if keep_raw else replace(u, text=t))
-    return out, removed
-
-
-@dataclass
-class Transcripts:
-    """A manifest as a model sees it: utterances whose `text` is normalized (the manifest's
-    own text in `raw_text`), the manifest's bad lines, and {character: times removed}."""
-    utterances: list = field(default_factory=list)  # manifest.Utterance
-    problems: list = field(default_factory=list)  # manifest.Skipped (bad lines)
-    removed: dict[str, int] = field(default_factory=dict)
-
-    def emptied(self) -> list:
-        """Utterances with a transcript that normalizes to nothing (e.g. "..." or "?!")."""
-        return [u for u in self.utterances if not u.text and (u.raw_text or "").strip()]
-
-
-def read_transcripts(path: str | Path, normalizer: TextNormalizer,
-                     strict: bool = True) -> Transcripts:
-    """THE way asrlab reads transcripts: a manifest's utterances with the model's text rules
-    applied. Every verb that reads transcripts (check, train, evaluate, diagnose, tune-lm)
-    calls this with the normalizer of the model it works for: the
-    checkpoint's (`Recognizer.text_normalizer`, from the ONNX metadata for an .onnx) when there
-    is a model, the config's otherwise. `asrlab lm build` applies the same normalizer to its
-    text (`asrlab.decode.lm.read_sentences`).
-
-    strict=True raises manifest.ManifestError naming every bad line; strict=False returns them
-    in `problems` for the caller to skip and list."""
-    from asrlab.data.manifest import read_manifest
-
-    utts, problems = read_manifest(path, strict=strict)
-    utts, removed = normalize_utterances(utts, normalizer)
-    return Transcripts(utts, problems, removed)
-
 
 def spell_numbers(text: str) -> str:
     """Replace every integer or decimal number in `text` by English words."""

@@ -207,7 +207,7 @@ def diagnose(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
              posteriors: int = 3) -> Diagnosis:
     from asrlab.checkpoint import load
     from asrlab.data.scan import scan_split
-    from asrlab.data.text import read_transcripts
+    from asrlab.data.manifest import read_transcripts
     from asrlab.run_folder import validation_manifest
 
     run_dir = Path(run_dir)

@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from asrlab.data.manifest import Utterance
-from asrlab.data.text import TextNormalizer, normalize_utterances, spell_numbers
+from asrlab.data.manifest import Utterance, normalize_utterances
+from asrlab.data.text import TextNormalizer, spell_numbers
 
 
 def test_defaults_lowercase_and_remove_punctuation_but_keep_word_apostrophes():
@@ -89,7 +89,7 @@ def test_normalize_utterances_keeps_everything_but_the_text(tmp_path):
 
 
 def test_read_transcripts_normalizes_and_keeps_the_manifest_text(tmp_path):
-    from asrlab.data.text import read_transcripts
+    from asrlab.data.manifest import read_transcripts
 
     m = tmp_path / "m.jsonl"
     m.write_text('{"audio_filepath": "a.wav", "duration": 1, "text": "DON\'T STOP, NOW!"}\n'
