@@ -109,3 +109,57 @@ def test_a_busy_process_beside_us_counts_and_our_own_work_does_not():
     assert mine < base + 0.5, (base, mine)
     assert theirs > base + 0.7, (base, theirs)
     assert child < base + 0.5, (base, child)
+
+
+def test_peak_memory_resets_and_measures_what_runs_after():
+    import sys
+
+    import numpy as np
+
+    from asrlab.runtime import memory_status, reset_peak_memory
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc")
+    big = np.ones(40 * 2 ** 20 // 8)  # 40 MB, touched
+    del big
+    assert reset_peak_memory()
+    rss, peak = memory_status()
+    assert peak - rss < 8 * 2 ** 20  # the 40 MB are no longer the peak
+    block = np.ones(20 * 2 ** 20 // 8)
+    _, peak2 = memory_status()
+    assert peak2 - rss >= 18 * 2 ** 20
+    del block
+
+
+def test_freed_buffers_go_back_to_the_system_with_the_mmap_threshold_pinned():
+    """Without the pin, glibc raises its mmap threshold after the first large free and parks
+    the next buffers of that size in an arena, where they stay resident."""
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc")
+    script = """
+import sys, threading, numpy as np
+from asrlab.runtime import memory_status, pin_mmap_threshold, trim_heap
+if sys.argv[1] == "pin":
+    assert pin_mmap_threshold()
+def work():
+    for _ in range(20):
+        keep = [np.ones(2 ** 18, np.float32) for _ in range(16)]  # 1 MB each
+        del keep
+rss0 = memory_status()[0]
+threads = [threading.Thread(target=work) for _ in range(4)]
+[t.start() for t in threads]; [t.join() for t in threads]
+if sys.argv[1] == "pin":
+    trim_heap()
+print((memory_status()[0] - rss0) / 2 ** 20)
+"""
+    import os
+
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    kept = {mode: float(subprocess.run([sys.executable, "-c", script, mode], env=env, text=True,
+                                       capture_output=True, check=True).stdout)
+            for mode in ("pin", "none")}
+    assert kept["pin"] < 4, kept
+    assert kept["none"] > kept["pin"] + 8, kept  # what the pin is for, on this glibc
