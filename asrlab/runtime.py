@@ -200,10 +200,10 @@ def _libc():
 
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt, libc.malloc_trim  # glibc only (musl, macOS: neither)
-        return libc
-    except (OSError, AttributeError):
+    except OSError:
         return None
+    # glibc only (musl, macOS: neither)
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
 
 
 def pin_mmap_threshold(nbytes: int = MMAP_THRESHOLD_BYTES) -> bool:

@@ -161,9 +161,9 @@ def exposure_warnings(host: str, port: int, has_key: bool) -> list[str]:
     if is_loopback(host):
         return []
     where = "every network interface" if is_wildcard(host) else host
-    names = ([f"clients must name it by an allowed host (localhost, loopback addresses and "
-              f"--allowed-host NAME; others get 400): add --allowed-host for each name they "
-              f"use"] if is_wildcard(host) else [])
+    names = (["clients must name it by an allowed host (localhost, loopback addresses and "
+              "--allowed-host NAME; others get 400): add --allowed-host for each name they "
+              "use"] if is_wildcard(host) else [])
     if not has_key:
         return [f"listening on {where} (port {port}) and the server has no authentication: "
                 f"anyone who can reach it can send audio to transcribe. Pass --api-key-file "
