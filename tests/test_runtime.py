@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from tests.conftest import busy_neighbour
+from tests.conftest import busy_neighbour, others_during
 from asrlab.runtime import (THREAD_ENV_DEFAULTS, CpuTimes, ThreadGovernor, default_threads,
-                            others_busy_cores, physical_cores, read_cpu_times)
+                            physical_cores, read_cpu_times)
 
 PROBE = ("import os, asrlab, torch; print(*(os.environ.get(k, '-') for k in "
          "('GOMP_SPINCOUNT', 'OPENBLAS_NUM_THREADS', 'OMP_WAIT_POLICY')))")
@@ -80,14 +80,6 @@ def test_without_readings_the_governor_changes_nothing():
     g = ThreadGovernor(2, calls.append, interval_s=1, read=lambda: None, clock=lambda: t[0])
     t[0] = 100.0
     assert g.tick() is None and calls == [] and g.threads == 2
-
-
-def others_during(seconds: float, spin: bool) -> float:
-    before, t0 = read_cpu_times(), time.monotonic()
-    while time.monotonic() < t0 + seconds:
-        if not spin:
-            time.sleep(0.05)
-    return others_busy_cores(before, read_cpu_times(), time.monotonic() - t0)
 
 
 @pytest.mark.skipif(read_cpu_times() is None, reason="needs Linux /proc")
