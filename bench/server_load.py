@@ -21,8 +21,8 @@ traffic goes to 127.0.0.0/8.
   uploads (headers and 1 kB of a 200 kB body, then nothing; from one address) and slow uploads
   (200 kB at 10 kB/s) arrive. Reports the well-behaved clients' errors (should be 0), how each
   hostile kind was answered, and the server's peak memory (VmHWM).
-- stall: one client (127.0.0.2) keeps 16 uploads open that never finish sending, reopening each
-  as soon as it is answered, while 8 other clients send requests. Rounds with and without the
+- stall: one client (127.0.0.2, in a process of its own) keeps 16 uploads open that never finish
+  sending, reopening each as soon as it is answered, while 8 other clients send requests. Rounds with and without the
   staller alternate in the same run (so machine load hits both alike): the other clients' p50/p99
   latency and errors in each, and how the staller was answered (its per-client limit: 429).
 - memory: 16 uploads at once, from 16 clients, of a 600 s 96 kHz mono FLAC, then of a 600 s
@@ -359,23 +359,47 @@ async def staller(port: int, stop: asyncio.Event, counts: dict, n: int = 16) -> 
     await asyncio.gather(*(one() for _ in range(n)))
 
 
+def staller_process(port: int, stop, counts) -> None:
+    """The staller in a process of its own (a client elsewhere: it does not share the measuring
+    clients' event loop); `stop` a multiprocessing Event, `counts` a managed dict."""
+    async def main():
+        done, local = asyncio.Event(), {}
+
+        async def watch():
+            while not stop.is_set():
+                await asyncio.sleep(0.1)
+            done.set()
+
+        await asyncio.gather(watch(), staller(port, done, local))
+        counts.update(local)
+
+    asyncio.run(main())
+
+
 async def stall_rounds(port: int, payloads, clients: int, requests: int, rounds: int) -> dict:
+    import multiprocessing
+
     url = f"http://127.0.0.1:{port}/v1/transcribe"
     out = {"plain": {"latencies": [], "errors": 0}, "stalled": {"latencies": [], "errors": 0}}
     counts: dict[int, int] = {}
-    for _ in range(rounds):
-        for kind in ("plain", "stalled"):
-            stop = asyncio.Event()
-            task = asyncio.ensure_future(staller(port, stop, counts)) if kind == "stalled" \
-                else None
-            if task is not None:
-                await asyncio.sleep(1.0)  # its uploads are in flight before the others start
-            lat, err, _, _ = await load(url, payloads, clients, requests, net=3)
-            out[kind]["latencies"] += lat
-            out[kind]["errors"] += err
-            if task is not None:
-                stop.set()
-                await task  # its open uploads end at the body timeout
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Manager() as manager:
+        for _ in range(rounds):
+            for kind in ("plain", "stalled"):
+                proc = stop = shared = None
+                if kind == "stalled":
+                    stop, shared = ctx.Event(), manager.dict()
+                    proc = ctx.Process(target=staller_process, args=(port, stop, shared))
+                    proc.start()
+                    await asyncio.sleep(1.0)  # its uploads are in flight before the others
+                lat, err, _, _ = await load(url, payloads, clients, requests, net=3)
+                out[kind]["latencies"] += lat
+                out[kind]["errors"] += err
+                if proc is not None:
+                    stop.set()
+                    await asyncio.get_running_loop().run_in_executor(None, proc.join, 60)
+                    for status, n in dict(shared).items():
+                        counts[status] = counts.get(status, 0) + n
     result = {}
     for kind, r in out.items():
         xs = sorted(r["latencies"])
