@@ -1,14 +1,14 @@
 """HTTP server: FastAPI app around one Transcriber (the model given at start; requests never name
 a model or a path).
 
-    POST /v1/transcribe   multipart field `file`: WAV, FLAC or OGG, any rate, any channel count
+    POST /v1/transcribe   multipart field `file`: WAV, FLAC, OGG or MP3, any rate and channels
                           -> {"text", "words": [{"word","start","end","confidence"}], "duration"}
     GET  /healthz         {"status": "ok", model, decoder, limits, ...} (file names, no paths)
     GET  /                the web page (upload or record, transcript with word timings)
     GET  /docs, /openapi.json   only when started with `docs=True` (`--docs`)
 
 Errors: 413 upload over the size limit (from the Content-Length header before the body is read,
-else while it streams), 415 not WAV/FLAC/OGG (checked from the first bytes, before libsndfile
+else while it streams), 415 not WAV/FLAC/OGG/MP3 (checked from the first bytes, before libsndfile
 parses anything), 422 audio too long, too costly to decode (channels x rate x seconds, from the
 header before decoding: decompression bombs), empty or NaN/inf; 408 body not received within
 `body_timeout_s`; 429 with Retry-After when this client (peer address) already has
@@ -68,8 +68,8 @@ from asrlab.runtime import memory_status, reset_peak_memory, trim_heap
 log = logging.getLogger("asrlab.serve")
 BODY_OVERHEAD = 64 * 1024  # multipart headers and boundaries on top of the file itself
 SPOOL_BYTES = 1024 * 1024  # what the multipart parser keeps of a file in memory (the rest: disk)
-FORMATS = "WAV, FLAC or OGG (Vorbis, Opus)"  # what the docs promise, and all that is parsed
-LIBSNDFILE_FORMATS = {"WAV", "WAVEX", "FLAC", "OGG"}
+FORMATS = "WAV, FLAC, OGG (Vorbis, Opus) or MP3"  # what the docs promise, all that is parsed
+LIBSNDFILE_FORMATS = {"WAV", "WAVEX", "FLAC", "OGG", "MP3"}  # MP3: libsndfile >= 1.1
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,7 @@ class UploadGuard:
             self.state.guard = self
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket"):
+        if scope["type"] != "http":  # lifespan (no websocket routes exist)
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         host = headers.get(b"host", b"").decode("latin-1")
@@ -338,6 +338,8 @@ def container_of(head: bytes) -> str | None:
     libsndfile is not asked to parse it: it would read CAF, MAT5, AIFF, ... as well)."""
     if head[:4] in (b"RIFF", b"RIFX") and head[8:12] == b"WAVE":
         return "WAV"
+    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return "MP3"  # an ID3v2 tag, or an MPEG audio frame's sync word (libsndfile then checks)
     return {b"fLaC": "FLAC", b"OggS": "OGG"}.get(head[:4])
 
 

@@ -438,17 +438,20 @@ def test_healthz_names_files_without_their_paths():
     ("WAV", "PCM_16", True), ("WAV", "FLOAT", True), ("WAVEX", "PCM_16", True),
     ("FLAC", "PCM_16", True), ("OGG", "VORBIS", True), ("AIFF", "PCM_16", False),
     ("CAF", "PCM_16", False), ("MAT5", "DOUBLE", False), ("AU", "PCM_16", False),
-    ("W64", "PCM_16", False), ("RF64", "PCM_16", False), ("RAW", "PCM_16", False)])
+    ("W64", "PCM_16", False), ("RF64", "PCM_16", False), ("RAW", "PCM_16", False),
+    ("MP3", "MPEG_LAYER_III", True)])
 def test_only_the_documented_formats_are_parsed(fmt, subtype, ok):
     from asrlab.serve import HTTPProblem, ServerLimits, read_upload_audio
 
+    if fmt not in sf.available_formats():
+        pytest.skip(f"this libsndfile ({sf.__libsndfile_version__}) does not write {fmt}")
     data = _encode(np.zeros(8000, np.float32) + 0.01, 8000, fmt, subtype)
     if ok:
-        assert read_upload_audio(data, 16000, ServerLimits()).shape == (16000,)
+        assert abs(len(read_upload_audio(data, 16000, ServerLimits())) - 16000) < 1200
         return
     with pytest.raises(HTTPProblem) as e:
         read_upload_audio(data, 16000, ServerLimits())
-    assert e.value.status == 415 and "WAV, FLAC or OGG" in e.value.detail
+    assert e.value.status == 415 and "WAV, FLAC, OGG (Vorbis, Opus) or MP3" in e.value.detail
 
 
 def test_the_api_key_comes_from_a_file_or_the_environment_and_argv_warns(tmp_path, monkeypatch):
