@@ -31,9 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-uploads", type=int, default=16,
                    help="requests in flight at once (receiving, decoding, queued); more get 503 "
                         "with Retry-After")
-    p.add_argument("--max-uploads-per-client", type=int, default=4,
+    p.add_argument("--max-uploads-per-client", type=int, default=None,
                    help="of those, from one client (peer address; behind a proxy every client "
-                        "has the proxy's); more get 429 with Retry-After (default 4)")
+                        "has the proxy's); more get 429 with Retry-After (default 4, or "
+                        "--max-uploads when that is lower)")
     p.add_argument("--max-decode-rate", type=int, default=96_000,
                    help="channels x sample rate decoded per second of audio (CPU per upload; "
                         "memory does not depend on it); default 96000: stereo 48 kHz, mono "
@@ -82,7 +83,7 @@ def run(args) -> int:
     limits = ServerLimits(max_bytes=int(args.max_mb * 1024 * 1024), max_seconds=args.max_seconds,
                           max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,
                           workers=args.workers, max_uploads=args.max_uploads,
-                          max_uploads_per_client=args.max_uploads_per_client,
+                          max_uploads_per_client=per_client(args),
                           body_timeout_s=args.body_timeout,
                           max_decode_rate=args.max_decode_rate).validate()
     hosts = tuple(args.allowed_host) + (() if is_wildcard(args.host) else (args.host,))
@@ -114,6 +115,16 @@ def run(args) -> int:
           f"{recognition / 2**20:.0f} MB recognition (measured))", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, workers=1)
     return 0
+
+
+def per_client(args) -> int:
+    """--max-uploads-per-client, by default 4 (a quarter of the default --max-uploads), never
+    more than a lower --max-uploads the user gave."""
+    from asrlab.serve import ServerLimits  # FastAPI: loaded by `serve` only
+
+    if args.max_uploads_per_client is not None:
+        return args.max_uploads_per_client
+    return min(ServerLimits.max_uploads_per_client, args.max_uploads)
 
 
 def api_key_from(args) -> tuple[str | None, list[str]]:

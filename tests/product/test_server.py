@@ -563,3 +563,13 @@ def test_uploads_at_96_khz_stay_within_the_printed_bound_and_memory_goes_back(ti
         proc.wait(30)
     assert peak - rss0 <= bound_mb, (peak - rss0, bound_mb)
     assert rss1 - rss0 < 32, (rss0, rss1)
+
+
+def test_the_per_client_default_never_exceeds_a_lower_global_cap():
+    from types import SimpleNamespace
+
+    from asrlab.commands.serve import per_client
+
+    assert per_client(SimpleNamespace(max_uploads=16, max_uploads_per_client=None)) == 4
+    assert per_client(SimpleNamespace(max_uploads=2, max_uploads_per_client=None)) == 2
+    assert per_client(SimpleNamespace(max_uploads=16, max_uploads_per_client=8)) == 8
