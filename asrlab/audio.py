@@ -9,23 +9,36 @@ Limits come before decoding (`AudioLimits`): the header's channels x rate x seco
 first, so a small file that would decode to gigabytes (a "decompression bomb", e.g. 8 channels
 at 655,350 Hz) is refused without decoding anything. Where the header cannot be trusted (a FLAC
 without a total length, which libsndfile reports as 2**63 frames), decoding is streamed in
-blocks and stops as soon as the limit is passed. Downmixing and resampling run in bounded
-blocks too, so memory holds the mono output plus one block, whatever the channel count.
+blocks and stops as soon as the limit is passed.
+
+Memory: one decode holds its mono output at the model's rate plus a working set bounded in bytes
+(`DECODE_WORK_BYTES`), whatever the file's rate, channel count or length: each block is
+downmixed, then resampled by a streaming polyphase resampler (`StreamResampler`) that carries
+the input its next stretch needs, and written into the output, which is allocated once at the
+length the header gives (grown in steps when it gives none). Nothing at the file's own rate is
+ever held whole. (Before: every block was kept at the file's rate and resampled at the end: 590 s
+of 96 kHz silence, a 178 kB FLAC, took 446 MB.)
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
 
-BLOCK_FRAMES = 65536  # frames decoded at a time (x channels x 4 bytes: 2 MB for 8 channels)
+BLOCK_FRAMES = 65536  # most frames decoded at a time
+BLOCK_SAMPLES = 2 ** 19  # most samples (frames x channels) decoded at a time: 2 MB of float32
+# what one decode holds besides its output: the raw block, its mono copy, the resampler's stretch
+# and that stretch's output; measured at most 3.3 MB (8 channels x 48 kHz), bound with room
+DECODE_WORK_BYTES = 8 * 2 ** 20
 UNKNOWN_LENGTH = 2 ** 62  # libsndfile's frame count for a stream without a length is 2**63-1
 DECODE_RATE = 96_000  # default decode budget per second of audio: stereo 48 kHz
 
@@ -115,16 +128,23 @@ def check_header(info: AudioInfo, limits: AudioLimits, start: int = 0,
                          f"{DECODE_RATE:,} samples/s; raise {limits.flag} for such files)")
 
 
+def block_frames(channels: int) -> int:
+    """Frames per decoded block: at most BLOCK_FRAMES and BLOCK_SAMPLES samples in all."""
+    return max(256, min(BLOCK_FRAMES, BLOCK_SAMPLES // max(1, channels)))
+
+
 def _read_blocks(f: sf.SoundFile, info: AudioInfo, frames: int, limits: AudioLimits
                  ) -> Iterator[np.ndarray]:
-    """Mono float32 blocks of at most BLOCK_FRAMES; `frames` < 0: to the end. Stops with
-    AudioError as soon as the decoded total passes the limits (the header may have lied)."""
+    """Mono float32 blocks (fresh arrays) of at most `block_frames`; `frames` < 0: to the end.
+    Stops with AudioError as soon as the decoded total passes the limits (the header may have
+    lied). One raw (frames, channels) buffer is reused for every block."""
     max_frames = min(limits.max_seconds * info.sample_rate,
                      limits.decoded_budget / info.channels)
+    raw = np.empty((block_frames(info.channels), info.channels), np.float32)
     done = 0
     while frames < 0 or done < frames:
-        want = BLOCK_FRAMES if frames < 0 else min(BLOCK_FRAMES, frames - done)
-        block = _read_raw(f, want, info.channels)
+        want = len(raw) if frames < 0 else min(len(raw), frames - done)
+        block = _read_raw(f, raw[:want])
         if len(block) == 0:
             return
         done += len(block)
@@ -138,12 +158,12 @@ def _read_blocks(f: sf.SoundFile, info: AudioInfo, frames: int, limits: AudioLim
             return
 
 
-def _read_raw(f: sf.SoundFile, frames: int, channels: int) -> np.ndarray:
-    """Up to `frames` frames (frames, channels) float32 from the current position, straight from
-    libsndfile: SoundFile.read asks for the position first, which fails on a stream without a
-    length (a FLAC upload whose header has no total) although reading works."""
-    out = np.empty((frames, channels), np.float32)
-    n = sf._snd.sf_readf_float(f._file, sf._ffi.from_buffer("float[]", out), frames)
+def _read_raw(f: sf.SoundFile, out: np.ndarray) -> np.ndarray:
+    """Fill `out` (frames, channels) float32 from the current position, straight from
+    libsndfile; returns the part read. SoundFile.read asks for the position first, which fails
+    on a stream without a length (a FLAC upload whose header has no total) although reading
+    works."""
+    n = sf._snd.sf_readf_float(f._file, sf._ffi.from_buffer("float[]", out), len(out))
     sf._error_check(f._errorcode)
     return out[:n]
 
@@ -157,30 +177,123 @@ def _resample_plan(sr_in: int, sr_out: int) -> tuple[int, int, int]:
     return up, down, down * math.ceil(half / down)
 
 
-def resample(wave: np.ndarray, sr_in: int, sr_out: int, block: int = 16 * BLOCK_FRAMES
+@functools.lru_cache(maxsize=16)
+def _lowpass(up: int, down: int) -> np.ndarray:
+    """resample_poly's own default filter for float32 input (firwin, Kaiser beta 5), designed
+    once per ratio instead of once per call."""
+    from scipy.signal import firwin
+
+    max_rate = max(up, down)
+    h = firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0)).astype(np.float32)
+    h.flags.writeable = False
+    return h
+
+
+class StreamResampler:
+    """Polyphase resampling of a signal that arrives in pieces, in memory of one stretch.
+
+    scipy's resample_poly with carried state: the input is cut into stretches of `step`
+    samples (multiples of `down`, so every output position is exact); each stretch is resampled
+    together with `margin` samples of its neighbours on both sides (more than the filter's half
+    length), and only its own outputs are kept. The state carried from one push to the next is
+    the input not yet resampled plus the left margin. The output therefore equals
+    `resample_poly(whole_signal, up, down)` except for float rounding (tests/test_audio.py).
+    scipy rather than soxr's stream API: soxr is not installed here (no new dependency), and this
+    reproduces the resampler every model was trained with, so features do not move."""
+
+    def __init__(self, sr_in: int, sr_out: int):
+        self.up, self.down, self.margin = _resample_plan(sr_in, sr_out)
+        # at most ~BLOCK_FRAMES outputs per stretch (upsampling makes more outputs than inputs)
+        per = BLOCK_FRAMES * self.down // max(self.up, self.down)
+        self.step = max(self.margin, per // self.down * self.down, self.down)
+        self.h = _lowpass(self.up, self.down)
+        self.pending = np.zeros(0, np.float32)  # input from (next stretch start - ctx)
+        self.ctx = 0  # left context at the front of `pending`: min(margin, stretch start)
+
+    def _run(self, x: np.ndarray, n_out: int) -> np.ndarray:
+        from scipy.signal import resample_poly
+
+        y = resample_poly(x, self.up, self.down, window=self.h)
+        skip = self.ctx * self.up // self.down
+        return y[skip:skip + n_out]
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        """Feed input samples; returns the output samples now final (maybe none)."""
+        self.pending = np.concatenate([self.pending, x.astype(np.float32, copy=False)])
+        outs = []
+        while len(self.pending) - self.ctx >= self.step + self.margin:
+            outs.append(self._run(self.pending[:self.ctx + self.step + self.margin],
+                                  self.step * self.up // self.down))
+            keep = min(self.margin, self.ctx + self.step)
+            self.pending = self.pending[self.ctx + self.step - keep:]
+            self.ctx = keep
+        if not outs:
+            return np.zeros(0, np.float32)
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+    def flush(self) -> np.ndarray:
+        """The rest of the output, the signal having ended."""
+        rest = len(self.pending) - self.ctx
+        out = (self._run(self.pending, -(-rest * self.up // self.down)) if rest > 0
+               else np.zeros(0, np.float32))
+        self.pending, self.ctx = np.zeros(0, np.float32), 0
+        return out.astype(np.float32, copy=False)
+
+
+class _Output:
+    """The decoded signal, written in place: allocated once at the expected length (`size`),
+    grown by half at a time when a header gave no length (at most to `most`), trimmed at the
+    end (realloc in place: no second copy of the signal)."""
+
+    def __init__(self, size: int | None, most: float):
+        self.most = int(min(most, 2 ** 62))
+        self.buf = np.empty(min(size if size is not None else 2 ** 20, self.most + 1),
+                            np.float32)
+        self.n = 0
+
+    def add(self, y: np.ndarray) -> None:
+        end = self.n + len(y)
+        if end > len(self.buf):
+            grown = min(max(end, len(self.buf) * 3 // 2), max(end, self.most + 1))
+            self.buf.resize(grown, refcheck=False)
+        self.buf[self.n:end] = y
+        self.n = end
+
+    def array(self) -> np.ndarray:
+        if self.n < len(self.buf):
+            self.buf.resize(self.n, refcheck=False)
+        buf, self.buf = self.buf, np.zeros(0, np.float32)
+        return buf
+
+
+def _stream(blocks: Iterator[np.ndarray], sr_in: int, sr_out: int, frames: int | None,
+            most_frames: float) -> np.ndarray:
+    """Mono blocks at `sr_in` -> one float32 array at `sr_out`, resampled as they come;
+    `frames`: input frames expected (None: unknown), `most_frames`: the most there can be."""
+    if sr_in == sr_out:
+        rs, scale = None, Fraction(1)
+    else:
+        rs = StreamResampler(sr_in, sr_out)
+        scale = Fraction(rs.up, rs.down)
+    size = None if frames is None else math.ceil(frames * scale)
+    out = _Output(size, math.ceil(most_frames * scale) if math.isfinite(most_frames)
+                  else 2 ** 62)
+    for block in blocks:
+        out.add(block if rs is None else rs.push(block))
+    if rs is not None:
+        out.add(rs.flush())
+    return out.array()
+
+
+def resample(wave: np.ndarray, sr_in: int, sr_out: int, block: int = BLOCK_FRAMES
              ) -> np.ndarray:
     """Polyphase resampling (scipy's resample_poly: anti-aliased, exact for rational ratios),
-    in blocks of about `block` input samples with overlapping margins, so that the temporary
-    memory is a few blocks whatever the length; the result equals resampling at once."""
+    fed to `StreamResampler` `block` samples at a time, so the temporary memory is one stretch
+    whatever the length; the result equals resampling at once (up to float rounding)."""
     if sr_in == sr_out or wave.size == 0:
         return wave.astype(np.float32, copy=False)
-    from scipy.signal import resample_poly
-
-    up, down, margin = _resample_plan(sr_in, sr_out)
-    n = wave.shape[0]
-    n_out = -(-n * up // down)  # resample_poly's output length: ceil(n * up / down)
-    if n <= block + 2 * margin:
-        return resample_poly(wave, up, down).astype(np.float32)
-    step = max(down, block // down * down)
-    out = np.empty(n_out, np.float32)
-    for a in range(0, n, step):
-        lo, hi = max(0, a - margin), min(n, a + step + margin)
-        y = resample_poly(wave[lo:hi], up, down)
-        o0 = a * up // down  # a and lo are multiples of `down`: exact output positions
-        o1 = min(n_out, (a + step) * up // down)
-        skip = (a - lo) * up // down
-        out[o0:o1] = y[skip:skip + o1 - o0]
-    return out
+    return _stream((wave[i:i + block] for i in range(0, len(wave), max(1, block))), sr_in,
+                   sr_out, len(wave), len(wave))
 
 
 def to_mono(wave: np.ndarray) -> np.ndarray:
@@ -202,7 +315,7 @@ def _open(source, name: str) -> sf.SoundFile:
     try:
         return sf.SoundFile(source)
     except Exception as e:  # soundfile raises several types (LibsndfileError, RuntimeError...)
-        reason = str(e).rsplit(": ", 1)[-1] if isinstance(source, io.IOBase) else str(e)
+        reason = str(e).rsplit(": ", 1)[-1] if not isinstance(source, str) else str(e)
         raise AudioError(f"{name}cannot be read as audio ({reason})") from None
 
 
@@ -215,17 +328,20 @@ def _decode(f: sf.SoundFile, name: str, sample_rate: int, offset: float, duratio
         check_header(info, limits, start, None if frames < 0 else frames)
     except AudioError as e:
         raise type(e)(f"{name}{e}") from None
+    expected = None
+    if info.frames is not None:
+        expected = max(0, info.frames - start)
+        expected = expected if frames < 0 else min(frames, expected)
+    most = min(limits.max_seconds * info.sample_rate, limits.decoded_budget / info.channels)
     try:
         if start:
             f.seek(min(start, info.frames) if info.frames is not None else start)
-        blocks = list(_read_blocks(f, info, frames, limits))
+        return _stream(_read_blocks(f, info, frames, limits), info.sample_rate, sample_rate,
+                       expected, most if frames < 0 else min(most, frames))
     except AudioError as e:
         raise type(e)(f"{name}{e}") from None
     except Exception as e:
         raise AudioError(f"{name}cannot be read as audio ({e})") from None
-    wave = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-    del blocks
-    return resample(wave, info.sample_rate, sample_rate)
 
 
 def load_audio(path: str | Path, sample_rate: int = 16000, offset: float = 0.0,
@@ -242,7 +358,14 @@ def load_audio(path: str | Path, sample_rate: int = 16000, offset: float = 0.0,
 def decode_audio_bytes(data: bytes, sample_rate: int = 16000,
                        limits: AudioLimits = AudioLimits()) -> np.ndarray:
     """Like load_audio, for an in-memory file (uploads)."""
-    with _open(io.BytesIO(data), "") as f:
+    return decode_audio_file(io.BytesIO(data), sample_rate, limits)
+
+
+def decode_audio_file(file: BinaryIO, sample_rate: int = 16000,
+                      limits: AudioLimits = AudioLimits()) -> np.ndarray:
+    """Like load_audio, for an open binary file object (read from its current position; the
+    server decodes an upload from its spooled file, not from a copy of its bytes)."""
+    with _open(file, "") as f:
         return _decode(f, "", sample_rate, 0.0, None, limits)
 
 
@@ -342,15 +465,26 @@ class AudioReader:
         a = start * down // up // down * down
         b = -(-stop * down // up)
         lo = max(0, a - margin)
+        read = 0  # input frames known to exist (the header may give no length)
+
+        def counted(blocks):
+            nonlocal read
+            for block in blocks:
+                read += len(block)
+                yield block
+
+        want = b + margin - lo
+        if self.info.frames is not None:
+            want = max(0, min(want, self.info.frames - lo))
         try:
             self.f.seek(lo)
-            blocks = list(_read_blocks(self.f, self.info, b + margin - lo, UNLIMITED))
+            y = _stream(counted(_read_blocks(self.f, self.info, want, UNLIMITED)),
+                        self.info.sample_rate, self.sample_rate, want, want)
         except AudioError as e:
             raise type(e)(f"{self.name}{e}") from None
         except Exception as e:
             raise AudioError(f"{self.name}cannot be read as audio ({e})") from None
-        native = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-        end = lo + len(native)  # input frames known to exist (the header may give no length)
+        end = lo + read
         limit = min(self.limits.max_seconds * self.info.sample_rate,
                     self.limits.decoded_budget / self.info.channels)
         if end > limit:
@@ -358,8 +492,5 @@ class AudioReader:
                              f"at {self.info.channels} channels x {self.info.sample_rate} Hz "
                              f"(decoding stopped at {end / self.info.sample_rate:.1f} s; raise "
                              f"{self.limits.flag} for such files)")
-        if up == down:
-            return native[start - lo:stop - lo].astype(np.float32, copy=False)
-        y = resample(native, self.info.sample_rate, self.sample_rate)
         skip = start - lo * up // down
         return y[skip:skip + (stop - start)]

@@ -91,3 +91,17 @@ def busy_neighbour():
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def others_during(seconds: float, spin: bool = False) -> float:
+    """Cores other processes kept busy over the next `seconds` (asrlab.runtime's measure), this
+    process sleeping (or spinning, to show its own work is not counted)."""
+    import time
+
+    from asrlab.runtime import others_busy_cores, read_cpu_times
+
+    before, t0 = read_cpu_times(), time.monotonic()
+    while time.monotonic() < t0 + seconds:
+        if not spin:
+            time.sleep(0.05)
+    return others_busy_cores(before, read_cpu_times(), time.monotonic() - t0)

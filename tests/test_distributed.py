@@ -1,32 +1,71 @@
-"""DDP on CPU (gloo): two processes train the same model as one process with the same global
-batch. Runs the real CLI under torchrun."""
+"""DDP on CPU (gloo): two processes, each fed different utterances of every global batch, keep
+bitwise-identical weights after every step (their gradients are averaged before each update),
+and take the same first step as one process with the whole batch. Runs `asrlab.train.train`
+under torchrun."""
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from asrlab.checkpoint import load
 from asrlab.data.sampler import BucketBatchSampler
 
+REPO = Path(__file__).resolve().parents[1]
 # seed-crnn has no BatchNorm (per-rank batch statistics would differ from one big batch) and
 # dropout 0 removes the only per-process randomness; augmentation is seeded per utterance.
-ARGS = ["--model", "seed-crnn", "--batch-size", "4", "--epochs", "2", "--lr", "3e-3",
-        "--set", "model.hidden=32", "--set", "model.conv_channels=8", "--set", "model.dropout=0",
-        "--set", "train.warmup_epochs=0.5", "--set", "train.tensorboard=false",
-        "--set", "train.max_minutes=0", "--no-progress", "--threads", "1"]
+CONFIG = {"model": {"name": "seed-crnn", "hidden": 32, "conv_channels": 8, "dropout": 0.0},
+          "train": {"batch_size": 4, "epochs": 2, "lr": 3e-3, "warmup_epochs": 0.5,
+                    "tensorboard": False, "max_minutes": None, "threads": 1,
+                    "precision": "fp32"}}
+
+# Each rank records, at every step, the utterances it was fed and its weights before that
+# step's update (= after the previous one), and its weights at the end.
+RECORDER = """
+import json, sys
+from pathlib import Path
+import torch
+import torch.distributed as dist
+from asrlab.config import Config
+from asrlab.train import train
+
+corpus, out, config = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
 
 
-def train_cli(corpus, out, nproc):
+def flat(model):
+    return torch.cat([p.detach().reshape(-1).clone() for p in model.parameters()])
+
+
+class Recorder:
+    def __init__(self):
+        self.steps = []
+
+    def on_step(self, run, step, log_probs, lengths, losses, batch):
+        self.steps.append({"step": step, "ids": list(batch.ids), "weights": flat(run.model)})
+
+    def on_train_end(self, run):
+        rank = dist.get_rank() if dist.is_initialized() else 0
+        torch.save({"steps": self.steps, "final": flat(run.model)},
+                   out.parent / f"{out.name}.rank{rank}.pt")
+
+
+train(corpus / "train.jsonl", corpus / "val.jsonl", out, Config().merged(config),
+      callbacks=[Recorder()], show_progress=False)
+"""
+
+
+def train_recorded(corpus, out: Path, nproc: int) -> list[dict]:
+    script = out.parent / "record.py"
+    script.write_text(RECORDER)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable]
-    cmd = launcher + ["-m", "asrlab", "train", "--train", str(corpus / "train.jsonl"),
-                      "--val", str(corpus / "val.jsonl"), "--out", str(out)] + ARGS
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(launcher + [str(script), str(corpus), str(out), json.dumps(CONFIG)],
+                          capture_output=True, text=True, timeout=600, cwd=REPO,
+                          env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
+    return [torch.load(out.parent / f"{out.name}.rank{r}.pt") for r in range(nproc)]
 
 
 def test_sampler_splits_each_global_batch_across_ranks():
@@ -42,33 +81,39 @@ def test_sampler_splits_each_global_batch_across_ranks():
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_train_the_same_model_as_one(tiny_corpus, tmp_path):
-    train_cli(tiny_corpus, tmp_path / "one", 1)
-    train_cli(tiny_corpus, tmp_path / "two", 2)
-    a, b = load(tmp_path / "one" / "last.pt"), load(tmp_path / "two" / "last.pt")
-    assert a.meta["step"] == b.meta["step"] > 0
-    start = load_initial_distance(a, b)
-    for (name, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
-        torch.testing.assert_close(pa, pb, atol=2e-3, rtol=2e-2, msg=name)
-    assert start > 0  # the weights moved: the comparison is not between two untrained models
+def test_two_gloo_processes_on_different_data_keep_identical_weights(tiny_corpus, tmp_path):
+    r0, r1 = train_recorded(tiny_corpus, tmp_path / "two", 2)
+    assert len(r0["steps"]) == len(r1["steps"]) > 4
+    different = 0
+    for a, b in zip(r0["steps"], r1["steps"]):
+        assert a["step"] == b["step"]
+        assert not set(a["ids"]) & set(b["ids"])  # each rank its own utterances
+        different += sorted(a["ids"]) != sorted(b["ids"])
+        # atol 0: averaged gradients make the same update on both ranks, to the bit
+        torch.testing.assert_close(a["weights"], b["weights"], atol=0, rtol=0,
+                                   msg=f"weights differ across ranks before step {a['step']}")
+    assert different == len(r0["steps"])
+    torch.testing.assert_close(r0["final"], r1["final"], atol=0, rtol=0)
+    moved = [float((b["weights"] - a["weights"]).abs().max())
+             for a, b in zip(r0["steps"], r0["steps"][1:])]
+    assert min(moved) > 1e-5  # every step changed the weights: the comparison is not vacuous
     # only rank 0 wrote: one metrics line per epoch, not two
     assert len((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) == 2
+    (one,) = train_recorded(tiny_corpus, tmp_path / "one", 1)
+    assert sorted(one["steps"][0]["ids"]) == sorted(r0["steps"][0]["ids"] + r1["steps"][0]["ids"])
+    torch.testing.assert_close(one["steps"][0]["weights"], r0["steps"][0]["weights"], atol=0,
+                               rtol=0)  # the same initial weights
+    # the first update: the two ranks' averaged gradient is the whole batch's (float order only)
+    step1 = float((one["steps"][1]["weights"] - r0["steps"][1]["weights"]).abs().max())
+    first = float((r0["steps"][1]["weights"] - r0["steps"][0]["weights"]).abs().max())
+    print(f"first update {first:.3g}; one process vs two after it: {step1:.3g}")
+    assert step1 < 1e-3 * first, (step1, first)
     # the epoch totals are summed over both ranks: the mean training loss of one process
-    one, two = ([json.loads(line) for line in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
-                for n in ("one", "two"))
-    for m1, m2 in zip(one, two):
+    metrics = ([json.loads(line) for line in (tmp_path / n / "metrics.jsonl").read_text()
+                .splitlines()] for n in ("one", "two"))
+    for m1, m2 in zip(*metrics):
         assert m2["train_loss"] == pytest.approx(m1["train_loss"], rel=2e-2)
         assert m2["nonfinite_losses"] == m1["nonfinite_losses"]
-
-
-def load_initial_distance(a, b) -> float:
-    """How far training moved the weights from a fresh init with the same seed."""
-    from asrlab.models import build_model
-
-    torch.manual_seed(a.config.train.seed)
-    fresh = build_model(a.config, a.tokenizer.vocab_size)
-    return max(float((p - q).abs().max()) for p, q in
-               zip(fresh.state_dict().values(), a.model.state_dict().values()))
 
 
 def _reduce_totals(rank: int, init_file: str, out: str) -> None:

@@ -5,6 +5,7 @@ import json
 import string
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -69,6 +70,15 @@ def test_recompute_cmvn_estimates_statistics_on_the_new_training_set(source, tin
               train_m)
     assert not (s.stats.mean == src.stats.mean).all()
     assert any("recomputed" in n for n in s.notes)
+    # and they are the statistics of exactly that training set (not the source's, not val's)
+    from asrlab.audio import load_audio
+    from asrlab.features import estimate_stats
+
+    rows = [json.loads(line) for line in train_m.read_text().splitlines()]
+    cfg = s.run.config.features
+    want = estimate_stats((load_audio(r["audio_filepath"], cfg.sample_rate) for r in rows), cfg)
+    np.testing.assert_allclose(s.stats.mean, want.mean, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(s.stats.std, want.std, rtol=1e-4, atol=1e-4)
 
 
 def relabelled(corpus: Path, folder: Path, change, keep: int | None = None) -> Path:

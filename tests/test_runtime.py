@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from tests.conftest import busy_neighbour
+from tests.conftest import busy_neighbour, others_during
 from asrlab.runtime import (THREAD_ENV_DEFAULTS, CpuTimes, ThreadGovernor, default_threads,
-                            others_busy_cores, physical_cores, read_cpu_times)
+                            physical_cores, read_cpu_times)
 
 PROBE = ("import os, asrlab, torch; print(*(os.environ.get(k, '-') for k in "
          "('GOMP_SPINCOUNT', 'OPENBLAS_NUM_THREADS', 'OMP_WAIT_POLICY')))")
@@ -82,14 +82,6 @@ def test_without_readings_the_governor_changes_nothing():
     assert g.tick() is None and calls == [] and g.threads == 2
 
 
-def others_during(seconds: float, spin: bool) -> float:
-    before, t0 = read_cpu_times(), time.monotonic()
-    while time.monotonic() < t0 + seconds:
-        if not spin:
-            time.sleep(0.05)
-    return others_busy_cores(before, read_cpu_times(), time.monotonic() - t0)
-
-
 @pytest.mark.skipif(read_cpu_times() is None, reason="needs Linux /proc")
 def test_a_busy_process_beside_us_counts_and_our_own_work_does_not():
     base = others_during(1.0, spin=False)  # whatever else this machine runs
@@ -109,3 +101,61 @@ def test_a_busy_process_beside_us_counts_and_our_own_work_does_not():
     assert mine < base + 0.5, (base, mine)
     assert theirs > base + 0.7, (base, theirs)
     assert child < base + 0.5, (base, child)
+
+
+def test_peak_memory_resets_and_measures_what_runs_after():
+    """In a fresh interpreter: in a long-lived one, freed heap pages may serve the next array
+    without the resident size growing."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc")
+    script = """
+import numpy as np
+from asrlab.runtime import memory_status, reset_peak_memory
+big = np.ones(40 * 2 ** 20 // 8)  # 40 MB, touched
+del big
+assert reset_peak_memory()
+rss, peak = memory_status()
+block = np.ones(20 * 2 ** 20 // 8)
+print(rss, peak, memory_status()[1])
+"""
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    rss, peak, peak2 = map(int, subprocess.run([sys.executable, "-c", script], env=env, text=True,
+                                               capture_output=True, check=True).stdout.split())
+    assert peak - rss < 8 * 2 ** 20  # the 40 MB are no longer the peak
+    assert peak2 - rss >= 18 * 2 ** 20  # the 20 MB block is
+
+
+def test_freed_buffers_go_back_to_the_system_with_the_mmap_threshold_pinned():
+    """Without the pin, glibc raises its mmap threshold after the first large free and parks
+    the next buffers of that size in an arena, where they stay resident."""
+    import subprocess
+    import sys
+
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's allocator")
+    script = """
+import sys, threading, numpy as np
+from asrlab.runtime import memory_status, pin_mmap_threshold, trim_heap
+if sys.argv[1] == "pin":
+    assert pin_mmap_threshold()
+def work():
+    for _ in range(20):
+        keep = [np.ones(2 ** 18, np.float32) for _ in range(16)]  # 1 MB each
+        del keep
+rss0 = memory_status()[0]
+threads = [threading.Thread(target=work) for _ in range(4)]
+[t.start() for t in threads]; [t.join() for t in threads]
+if sys.argv[1] == "pin":
+    trim_heap()
+print((memory_status()[0] - rss0) / 2 ** 20)
+"""
+    import os
+
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    kept = {mode: float(subprocess.run([sys.executable, "-c", script, mode], env=env, text=True,
+                                       capture_output=True, check=True).stdout)
+            for mode in ("pin", "none")}
+    assert kept["pin"] < 4, kept
+    assert kept["none"] > kept["pin"] + 8, kept  # what the pin is for, on this glibc

@@ -57,13 +57,24 @@ def test_metrics_and_checkpoint_round_trip(tiny_corpus, tmp_path):
 
 
 def test_resume_continues_from_the_saved_step(tiny_corpus, tmp_path):
+    """From the saved step and the saved weights (not only the counters)."""
     run = tmp_path / "run"
     first = train(tiny_corpus / "train.jsonl", tiny_corpus / "val.jsonl", run, short(2),
                   show_progress=False)
     step = first.metrics[-1].step
     assert step > 0
+    saved = load(run / "last.pt").model.state_dict()
+    started = {}
+
+    class AtStart:
+        def on_train_start(self, run_):
+            started.update({k: v.detach().clone() for k, v in run_.model.state_dict().items()})
+
     second = train(tiny_corpus / "train.jsonl", tiny_corpus / "val.jsonl", run, short(3),
-                   resume=True, show_progress=False)
+                   resume=True, show_progress=False, callbacks=[AtStart()])
+    assert started.keys() == saved.keys()
+    for name, value in saved.items():
+        torch.testing.assert_close(started[name], value, atol=0, rtol=0, msg=name)
     assert [m.epoch for m in second.metrics] == [3]
     assert second.metrics[0].step == step + step // 2  # one more epoch of the same size
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
@@ -92,20 +103,37 @@ def test_cosine_schedule_warms_up_then_decays():
 
 @pytest.mark.slow
 def test_training_threads_make_room_for_a_busy_process(tiny_corpus, tmp_path, monkeypatch):
+    """Expected threads: this machine's cores, less the busy neighbour the test starts, less
+    what else keeps cores busy (measured before; +-0.5 core of drift allowed), at least one. On
+    an idle 4-core machine that is 3; on this loaded 2-core one, 1. Training that kept all its
+    threads (no governor, or one blind to other processes) gives `cores`, above the range."""
+    import math
+    import re
+
     import asrlab.callbacks as callbacks_module
     from asrlab.runtime import physical_cores
-    from tests.conftest import busy_neighbour
+    from tests.conftest import busy_neighbour, others_during
 
-    if physical_cores() < 2:
+    cores = physical_cores()
+    if cores < 2:
         pytest.skip("one core: no thread to give up")
+    background = others_during(2.0)  # before the neighbour: load the test does not control
     monkeypatch.setattr(callbacks_module, "THREAD_CHECK_S", 0.5)
     run = tmp_path / "run"
     with busy_neighbour():
         train(tiny_corpus / "train.jsonl", tiny_corpus / "val.jsonl", run, short(4),
               show_progress=False)
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert rows[-1]["threads"] == 1, rows
-    assert f"threads: 1 of {physical_cores()}" in (run / "train.log").read_text()
+    threads = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["threads"]
+    lo = max(1, cores - 1 - math.ceil(background + 0.5))
+    hi = max(1, cores - 1 - math.floor(max(0.0, background - 0.5)))
+    assert lo <= threads <= hi, (threads, cores, background)
+    changes = re.findall(r"threads: (\d+) of (\d+) \(other processes keep ([\d.]+) cores busy\)",
+                         (run / "train.log").read_text())
+    assert changes, "the governor never changed the thread count"
+    n, of, others = changes[-1]
+    assert int(of) == cores and int(n) == threads
+    assert float(others) >= 0.5  # it saw (at least) the neighbour
+    assert threads == max(1, cores - int(float(others) + 0.49))  # the cores it saw free
 
 
 def test_threads_follow_the_load_only_when_the_user_gave_no_count():

@@ -147,20 +147,48 @@ def test_the_dataset_cache_stays_within_its_memory_bound(tmp_path):
     assert len(cache.memory) < 3 * len(utts)  # not every variant fitted
 
 
-def test_training_with_the_cache_is_identical_to_training_without(tmp_path):
-    """End to end: the scan's 1.0x log-mels seed the cache; the losses match to the bit."""
+def test_training_with_the_cache_is_identical_to_training_without(tmp_path, monkeypatch):
+    """End to end: the scan's 1.0x log-mels seed the cache, train() serves every training item
+    through it (counted inside train(): hits and misses of each FeatureCache it makes), and the
+    losses match to the bit those of a run without a cache."""
     from asrlab.config import Config
     from asrlab.train import train
     from tests.conftest import write_tone_manifest
 
-    manifest = write_tone_manifest(tmp_path / "data", ["ab", "ba", "abba", "baab", "aab", "bba"])
+    counts = {"caches": 0, "hits": 0, "misses": 0}
+    real_init, real_get = FeatureCache.__init__, FeatureCache.get
+
+    def counting_init(self, *args, **kwargs):
+        counts["caches"] += 1
+        real_init(self, *args, **kwargs)
+
+    def counting_get(self, i, speed):
+        feats = real_get(self, i, speed)
+        counts["hits" if feats is not None else "misses"] += 1
+        return feats
+
+    monkeypatch.setattr(FeatureCache, "__init__", counting_init)
+    monkeypatch.setattr(FeatureCache, "get", counting_get)
+    texts = ["ab", "ba", "abba", "baab", "aab", "bba"]
+    manifest = write_tone_manifest(tmp_path / "data", texts)
+    epochs = 3
     base = Config().merged({
         "model": {"hidden": 32, "conv_channels": 8},
-        "train": {"epochs": 3, "max_minutes": None, "batch_size": 2, "tensorboard": False,
+        "train": {"epochs": epochs, "max_minutes": None, "batch_size": 2, "tensorboard": False,
                   "precision": "fp32", "threads": 1}})
-    losses = {}
+    assert base.augment.speed_perturb == (0.9, 1.0, 1.1)  # 3 variants, no waveform changes
+    losses, seen = {}, {}
     for name, mb in (("cached", 64.0), ("plain", 0.0)):
+        counts.update(caches=0, hits=0, misses=0)
         cfg = base.merged({"train": {"feature_cache_mb": mb}})
         result = train(manifest, manifest, tmp_path / name, cfg, show_progress=False, force=True)
         losses[name] = [(m.train_loss, m.val_loss) for m in result.metrics]
+        seen[name] = dict(counts)
     assert losses["cached"] == losses["plain"]
+    served = epochs * len(texts)  # every training item of every epoch asks the cache
+    assert seen["cached"]["caches"] == 1
+    assert seen["cached"]["hits"] + seen["cached"]["misses"] == served, seen
+    # at most one miss per (utterance, speed variant other than the scan's 1.0x)
+    assert seen["cached"]["misses"] <= 2 * len(texts), seen
+    assert seen["cached"]["hits"] >= served - 2 * len(texts), seen
+    assert seen["plain"] == {"caches": 0, "hits": 0, "misses": 0}
