@@ -103,11 +103,14 @@ def test_two_gloo_processes_on_different_data_keep_identical_weights(tiny_corpus
     assert sorted(one["steps"][0]["ids"]) == sorted(r0["steps"][0]["ids"] + r1["steps"][0]["ids"])
     torch.testing.assert_close(one["steps"][0]["weights"], r0["steps"][0]["weights"], atol=0,
                                rtol=0)  # the same initial weights
-    # the first update: the two ranks' averaged gradient is the whole batch's (float order only)
+    # the first update: the two ranks' averaged gradient is the whole batch's (float order only;
+    # Adam's first step divides each gradient by its own size, so weights whose gradient is
+    # near zero amplify summation-order noise: measured 5e-7 to 2e-3 of the update). Gradients
+    # left unaveraged would make it differ by the order of the update itself.
     step1 = float((one["steps"][1]["weights"] - r0["steps"][1]["weights"]).abs().max())
     first = float((r0["steps"][1]["weights"] - r0["steps"][0]["weights"]).abs().max())
     print(f"first update {first:.3g}; one process vs two after it: {step1:.3g}")
-    assert step1 < 1e-3 * first, (step1, first)
+    assert step1 < 2e-2 * first, (step1, first)
     # the epoch totals are summed over both ranks: the mean training loss of one process
     metrics = ([json.loads(line) for line in (tmp_path / n / "metrics.jsonl").read_text()
                 .splitlines()] for n in ("one", "two"))
