@@ -41,10 +41,19 @@ class Tokenizer(Protocol):
 
 
 class BaseTokenizer:
-    """The blank at id 0, and `encode`: text with characters outside the vocabulary (`oov`)
-    is refused with a KeyError naming them, the rest mapped by the subclass's `ids`."""
+    """The blank at id 0, an id per piece (`vocab_size`), and `encode`: text with characters
+    outside the vocabulary (`oov`) is refused with a KeyError naming them, the rest mapped by
+    the subclass's `ids`."""
     kind: str
     blank = 0
+
+    @property
+    def pieces(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.pieces)
 
     def oov(self, text: str) -> set[str]:
         raise NotImplementedError
@@ -75,10 +84,6 @@ class CharTokenizer(BaseTokenizer):
         if not counts:
             raise ValueError("no training text to build a character vocabulary from")
         return cls([BLANK] + sorted(counts))
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.symbols)
 
     @property
     def pieces(self) -> list[str]:
@@ -139,10 +144,6 @@ class BpeTokenizer(BaseTokenizer):
             hard_vocab_limit=False, normalization_rule_name="identity", num_threads=1,
             minloglevel=2)
         return cls(buf.getvalue())
-
-    @property
-    def vocab_size(self) -> int:
-        return self.sp.get_piece_size() + 1
 
     @property
     def pieces(self) -> list[str]:
