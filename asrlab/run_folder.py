@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 log = logging.getLogger("asrlab.train")
@@ -34,8 +35,9 @@ class RunFolderError(RuntimeError):
     """The run folder cannot be used as asked; the message says why and what to do."""
 
 
-class RunLock:
-    """Exclusive lock on a run folder for this process (see the module doc)."""
+class RunLock(AbstractContextManager):
+    """Exclusive lock on a run folder for this process (see the module doc); a context manager
+    (AbstractContextManager: `with` gives the lock itself) that releases it on exit."""
 
     def __init__(self, run_dir: Path):
         import fcntl
@@ -60,9 +62,6 @@ class RunLock:
         if self.fd >= 0:
             os.close(self.fd)  # closing the descriptor releases the flock
             self.fd = -1
-
-    def __enter__(self) -> "RunLock":
-        return self
 
     def __exit__(self, *exc) -> None:
         self.release()

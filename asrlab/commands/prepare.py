@@ -19,9 +19,7 @@ SHOWN_SKIPS = 5
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("format", choices=FORMATS, help="corpus layout")
     p.add_argument("src", type=Path,
-                   help="librispeech: a folder such as LibriSpeech/dev-clean; commonvoice: a "
-                        ".tsv (or its folder, with --split); kaldi: a data folder (wav.scp, "
-                        "text, [segments, utt2spk]); csv: the table; fsdd: recordings/")
+                   help="; ".join(f"{name}: {reader.src}" for name, reader in READERS.items()))
     p.add_argument("--out", type=Path, required=True, help="manifest to write (.jsonl)")
     p.add_argument("--speakers",
                    help="comma-separated speakers to keep (default: all); e.g. a held-out "
@@ -34,10 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration-column",
                    help="csv: column with durations in seconds (trusted: headers are not read)")
     p.add_argument("--delimiter", help="csv: field delimiter (default: detected; '\\t' for tab)")
+    roots = ", ".join(f"{r.root} for {name}" for name, r in READERS.items() if r.root)
     p.add_argument("--root", type=Path,
-                   help="resolve relative audio paths from this folder (default: the table's "
-                        "folder for csv, clips/ beside the TSV for commonvoice, the current "
-                        "folder for kaldi)")
+                   help=f"resolve relative audio paths from this folder (default: {roots})")
     p.add_argument("--split", default="train",
                    help="commonvoice: which SRC/<split>.tsv when SRC is a folder")
 

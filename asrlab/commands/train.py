@@ -12,6 +12,25 @@ from asrlab.commands.run_flags import put
 from asrlab.config import Config, ConfigError
 
 
+#: train's own flags that set one config value each (they do not change what the pre-flight
+#: checks, so `asrlab check` does not take them): flag, type, (section, key), help
+CONFIG_FLAGS = (
+    ("--epochs", int, ("train", "epochs"), None),
+    ("--max-minutes", float, ("train", "max_minutes"),
+     "stop after this much wall time (0: no limit)"),
+    ("--lr", float, ("train", "lr"), "peak learning rate"),
+    ("--warmup-epochs", float, ("train", "warmup_epochs"), None),
+    ("--batch-size", int, ("train", "batch_size"),
+     "fixed utterances per batch (default: by duration)"),
+    ("--ctc-smoothing", float, ("train", "ctc_smoothing"),
+     "uniform-label smoothing weight, e.g. 0.1"),
+    ("--init-gain", float, ("model", "init_gain"),
+     "xavier init gain (only with model.init: xavier)"),
+    ("--seed", int, ("train", "seed"), None),
+    ("--threads", int, ("train", "threads"), "torch CPU threads"),
+)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train", type=Path, help="training manifest (JSON Lines)")
     p.add_argument("--val", type=Path, help="validation manifest")
@@ -22,15 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="start a fresh run in an --out folder that holds one (deletes its "
                         "checkpoints, metrics and findings); without it such a folder is refused")
     run_flags.add_arguments(p)  # --preset --config --model --tokenizer --set --init-from ...
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--max-minutes", type=float, help="stop after this much wall time (0: no limit)")
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--warmup-epochs", type=float)
-    p.add_argument("--batch-size", type=int, help="fixed utterances per batch (default: by duration)")
-    p.add_argument("--ctc-smoothing", type=float, help="uniform-label smoothing weight, e.g. 0.1")
-    p.add_argument("--init-gain", type=float, help="xavier init gain (only with model.init: xavier)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    for flag, kind, _, text in CONFIG_FLAGS:
+        p.add_argument(flag, type=kind, help=text)
     p.add_argument("--freeze-encoder-epochs", type=int, metavar="N",
                    help="with --init-from: train only the output layer for the first N epochs")
     p.add_argument("--force", action="store_true", help="train even if the checks find errors")
@@ -40,16 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def train_flags(args) -> dict:
     """train's own flags (those that do not change what the pre-flight checks) -> overrides."""
     o: dict = {}
-    put(o, "train", "epochs", args.epochs)
-    if args.max_minutes is not None:  # 0 means no limit, which is None in the config
-        o.setdefault("train", {})["max_minutes"] = args.max_minutes or None
-    put(o, "train", "lr", args.lr)
-    put(o, "train", "warmup_epochs", args.warmup_epochs)
-    put(o, "train", "batch_size", args.batch_size)
-    put(o, "train", "ctc_smoothing", args.ctc_smoothing)
-    put(o, "model", "init_gain", args.init_gain)
-    put(o, "train", "seed", args.seed)
-    put(o, "train", "threads", args.threads)
+    for flag, _, (section, key), _ in CONFIG_FLAGS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:  # given; --max-minutes 0 means no limit, None in the config
+            o.setdefault(section, {})[key] = None if key == "max_minutes" and value == 0 else value
     return o
 
 

@@ -337,12 +337,23 @@ class NotSelected:
     id: str
 
 
-READERS: dict[str, Callable[[Path, PrepareOptions], Iterable[Item | NotSelected]]] = {
-    "librispeech": read_librispeech,
-    "commonvoice": read_commonvoice,
-    "kaldi": read_kaldi,
-    "csv": read_csv,
-    "fsdd": read_fsdd,
+@dataclass(frozen=True)
+class Reader:
+    """A corpus layout: its reader, what SRC is, and where relative audio paths resolve from
+    without --root (None: the layout has none); `asrlab prepare -h` says both."""
+    read: Callable[[Path, PrepareOptions], Iterable[Item | NotSelected]]
+    src: str
+    root: str | None = None
+
+
+READERS: dict[str, Reader] = {
+    "librispeech": Reader(read_librispeech, "a folder such as LibriSpeech/dev-clean"),
+    "commonvoice": Reader(read_commonvoice, "a .tsv (or its folder, with --split)",
+                          "clips/ beside the TSV"),
+    "kaldi": Reader(read_kaldi, "a data folder (wav.scp, text, [segments, utt2spk])",
+                    "the current folder"),
+    "csv": Reader(read_csv, "the table", "the table's folder"),
+    "fsdd": Reader(read_fsdd, "recordings/"),
 }
 
 
@@ -410,7 +421,7 @@ def prepare(fmt: str, src: str | Path, out: str | Path, opts: PrepareOptions | N
     base = out.parent.resolve()
     rows, skipped, not_selected, first_seen = [], [], 0, {}
     seen_speakers: set[str] = set()
-    for item in READERS[fmt](src, opts):
+    for item in READERS[fmt].read(src, opts):
         if isinstance(item, NotSelected):
             not_selected += 1
             continue

@@ -45,6 +45,11 @@ class ScanResult:
     sample_rates: dict[int, int] = field(default_factory=dict)  # native rate -> count
     stats: StatsAccumulator | None = None
 
+    @property
+    def loaded(self) -> list[Utterance]:
+        """The used utterances whose waveform was kept (in `waves`), in manifest order."""
+        return [u for u in self.used if u.id in self.waves]
+
 
 def audio_problem(wave: np.ndarray) -> str | None:
     """Why a decoded waveform is unusable, or None."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -231,11 +232,8 @@ def clipping_findings(scans: list[ScanResult], th: DataThresholds) -> list[Findi
     out = []
     for scan in scans:
         hits = {}
-        for u in scan.used:
-            wave = scan.waves.get(u.id)
-            if wave is None:
-                continue
-            n, share = clipped_share(wave, th.clip_level, th.clip_run)
+        for u in scan.loaded:
+            n, share = clipped_share(scan.waves[u.id], th.clip_level, th.clip_run)
             if n >= th.clip_min_samples and share >= th.clip_fraction:
                 hits[u.id] = round(share, 4)
         if hits:
@@ -267,7 +265,7 @@ def pretrained_input_findings(scan: ScanResult, config) -> list[Finding]:
     INPUT_SCALE_SAMPLE training waveforms as the loader gives them: Whisper's log-mel takes a
     float waveform in [-1, 1]; a waveform encoder normalizes each utterance itself
     (features.normalize), so only integer-range samples matter to it."""
-    utts = [u for u in scan.used if u.id in scan.waves][:INPUT_SCALE_SAMPLE]
+    utts = scan.loaded[:INPUT_SCALE_SAMPLE]
     expected = "raw" if config.features.kind == "whisper" or not config.features.normalize \
         else "any"
     return input_scale_findings([scan.waves[u.id] for u in utts], expected, [u.id for u in utts])
@@ -334,6 +332,13 @@ def sample_rate_findings(scans: list[ScanResult], feature_rate: int,
     return out
 
 
+def loaded_splits(scans: list[ScanResult]) -> Iterator[tuple[ScanResult, list[Utterance]]]:
+    """Each scan that kept waveforms, with its utterances that have one."""
+    for scan in scans:
+        if utts := scan.loaded:
+            yield scan, utts
+
+
 # ---- lengths: CTC feasibility with the model's real subsampling (asrlab.frames) ----------
 
 def label_needs(texts: list[str], tokenizer) -> np.ndarray:
@@ -346,10 +351,7 @@ def length_findings(scans: list[ScanResult], config, tokenizer, th: DataThreshol
                     ) -> tuple[list[Finding], dict]:
     out, stats = [], {}
     fastest = max(getattr(config.augment, "speed_perturb", (1.0,)) or (1.0,))
-    for scan in scans:
-        utts = [u for u in scan.used if u.id in scan.waves]
-        if not utts:
-            continue
+    for scan, utts in loaded_splits(scans):
         samples = np.asarray([scan.waves[u.id].size for u in utts])
         frames = output_frames(config, samples)
         need = label_needs([u.text for u in utts], tokenizer)
@@ -403,10 +405,7 @@ def robust_outliers(values: np.ndarray, z: float, ratio: float) -> np.ndarray:
 
 def duration_findings(scans: list[ScanResult], rate: int, th: DataThresholds) -> list[Finding]:
     out = []
-    for scan in scans:
-        utts = [u for u in scan.used if u.id in scan.waves]
-        if not utts:
-            continue
+    for scan, utts in loaded_splits(scans):
         actual = np.asarray([scan.waves[u.id].size / rate for u in utts])
         stated = np.asarray([u.duration for u in utts])
         diff = np.abs(actual - stated)
@@ -480,8 +479,7 @@ def loudness_findings(scans: list[ScanResult], th: DataThresholds) -> list[Findi
     """Utterances far quieter or louder than the training median: a gain problem that the
     split-level statistics hide when only a few files have it."""
     train = scans[0]
-    levels = {s.split: {u.id: rms_db(s.waves[u.id]) for u in s.used if u.id in s.waves}
-              for s in scans}
+    levels = {s.split: {u.id: rms_db(s.waves[u.id]) for u in s.loaded} for s in scans}
     if len(levels.get(train.split, {})) < 8:
         return []
     med = float(np.median(list(levels[train.split].values())))

@@ -232,7 +232,7 @@ def diagnose(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
         df, dstats = data_findings(ckpt, scan, ckpt.config)
         findings += df
         stats.update(dstats)
-        used = [u for u in scan.used if u.id in scan.waves]
+        used = scan.loaded
         n_val = len(used)
         if used:
             em, dumps, posts = model_on_data(ckpt, used, [scan.waves[u.id] for u in used],

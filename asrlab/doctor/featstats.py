@@ -24,10 +24,8 @@ DB_PER_NAT = 10 / np.log(10)  # 4.343: log power in nats -> dB
 def split_raw_stats(scan, features_cfg) -> FeatureStats | None:
     """Raw log-mel statistics of a scanned split's kept waveforms (None when none)."""
     logmel, acc = front_end(features_cfg), StatsAccumulator(feature_dim(features_cfg))
-    for u in scan.used:
-        wave = scan.waves.get(u.id)
-        if wave is not None:
-            acc.add(logmel(wave))
+    for u in scan.loaded:
+        acc.add(logmel(scan.waves[u.id]))
     return acc.stats() if acc.n else None
 
 

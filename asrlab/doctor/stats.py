@@ -7,7 +7,7 @@ distinct symbols it emits at all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -58,42 +58,42 @@ class EmissionStats:
                 self.token_counts[i] = self.token_counts.get(i, 0) + int(counts[i])
 
     def merge(self, other: "EmissionStats") -> "EmissionStats":
-        out = EmissionStats(
-            self.frames + other.frames, self.blank_wins + other.blank_wins,
-            self.blank_prob_sum + other.blank_prob_sum,
-            self.max_nonblank_prob_sum + other.max_nonblank_prob_sum,
-            self.utterances + other.utterances, self.all_blank_utts + other.all_blank_utts,
-            dict(self.token_counts), self.blank_prob_sq_sum + other.blank_prob_sq_sum,
-            self.max_nonblank_prob_sq_sum + other.max_nonblank_prob_sq_sum)
+        """Both counts summed (two ranks', two windows'): every field, token counts per id."""
+        out = EmissionStats(**{f.name: getattr(self, f.name) + getattr(other, f.name)
+                               for f in fields(self) if f.name != "token_counts"},
+                            token_counts=dict(self.token_counts))
         for k, v in other.token_counts.items():
             out.token_counts[k] = out.token_counts.get(k, 0) + v
         return out
 
+    def per_frame(self, total: float) -> float:
+        """A sum over frames as a mean over them (0.0 before any frame)."""
+        return total / self.frames if self.frames else 0.0
+
+    def spread(self, total: float, sq_total: float) -> float:
+        """The standard deviation over frames of a value, from its sum and sum of squares."""
+        return max(0.0, self.per_frame(sq_total) - self.per_frame(total) ** 2) ** 0.5
+
     @property
     def blank_ratio(self) -> float:
-        return self.blank_wins / self.frames if self.frames else 0.0
+        return self.per_frame(self.blank_wins)
 
     @property
     def mean_blank_prob(self) -> float:
-        return self.blank_prob_sum / self.frames if self.frames else 0.0
+        return self.per_frame(self.blank_prob_sum)
 
     @property
     def mean_max_nonblank_prob(self) -> float:
-        return self.max_nonblank_prob_sum / self.frames if self.frames else 0.0
+        return self.per_frame(self.max_nonblank_prob_sum)
 
     @property
     def blank_prob_std(self) -> float:
         """Spread of the blank probability over frames."""
-        if not self.frames:
-            return 0.0
-        return max(0.0, self.blank_prob_sq_sum / self.frames - self.mean_blank_prob ** 2) ** 0.5
+        return self.spread(self.blank_prob_sum, self.blank_prob_sq_sum)
 
     @property
     def max_nonblank_prob_std(self) -> float:
-        if not self.frames:
-            return 0.0
-        var = self.max_nonblank_prob_sq_sum / self.frames - self.mean_max_nonblank_prob ** 2
-        return max(0.0, var) ** 0.5
+        return self.spread(self.max_nonblank_prob_sum, self.max_nonblank_prob_sq_sum)
 
     @property
     def distinct_tokens(self) -> int:

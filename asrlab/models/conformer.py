@@ -21,6 +21,7 @@ from torch import nn
 from asrlab.config import FeatureConfig, ModelConfig
 from asrlab.ctc import time_mask
 from asrlab.models.crnn import ConvFrontEnd
+from asrlab.models.encoder import StagedEncoder
 
 
 class FeedForward(nn.Module):
@@ -118,7 +119,7 @@ class ConformerBlock(nn.Module):
         return self.norm(x) * valid[..., None]
 
 
-class ConformerEncoder(nn.Module):
+class ConformerEncoder(StagedEncoder):
     def __init__(self, n_mels: int, channels: int, d_model: int, heads: int, ff_mult: int,
                  kernel: int, layers: int, dropout: float):
         super().__init__()
@@ -130,9 +131,6 @@ class ConformerEncoder(nn.Module):
                                     for _ in range(layers))
         self.out_dim = d_model
         self.stages = self.frontend.stages
-
-    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        return self.frontend.output_lengths(lengths)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor):
         """x (B, T, F), lengths (B,) frames -> (B, T', d_model), (B,) frames."""

@@ -14,10 +14,11 @@ from torch import nn
 
 from asrlab.config import FeatureConfig, ModelConfig
 from asrlab.ctc import time_mask
-from asrlab.frames import conv3, stage_lengths
+from asrlab.frames import conv3
+from asrlab.models.encoder import StagedEncoder
 
 
-class ConvFrontEnd(nn.Module):
+class ConvFrontEnd(StagedEncoder):
     """Conv2d stack over (time, frequency): (B, T, F) -> (B, T', C * F')."""
 
     def __init__(self, n_mels: int, channels: int, time_strides: tuple[int, ...],
@@ -35,9 +36,6 @@ class ConvFrontEnd(nn.Module):
             in_ch, f = channels, (f - 1) // fs + 1
         self.layers = nn.ModuleList(layers)
         self.out_dim = channels * f
-
-    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        return stage_lengths(lengths, self.stages)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor):
         x = x.unsqueeze(1)  # (B, 1, T, F)
@@ -96,7 +94,7 @@ def _from_stacked_lstm(state_dict, prefix, *args) -> None:
         state_dict[f"{prefix}{direction}.{layer}.{name}_l0"] = state_dict.pop(key)
 
 
-class CRNNEncoder(nn.Module):
+class CRNNEncoder(StagedEncoder):
     """ConvFrontEnd -> (projection) -> BiLSTM. Time subsampling = product of time strides."""
 
     def __init__(self, n_mels: int, channels: int, hidden: int, layers: int, dropout: float,
@@ -110,9 +108,6 @@ class CRNNEncoder(nn.Module):
         self.rnn = BiLSTM(hidden if project else dim, hidden, layers, dropout)
         self.out_dim = self.rnn.out_dim
         self.stages = self.frontend.stages
-
-    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        return self.frontend.output_lengths(lengths)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor):
         x, lengths = self.frontend(x, lengths)  # (B, T', C*F')

@@ -14,6 +14,10 @@ the config sets; a pretrained encoder fixes it (Whisper's log-mel, or the wavefo
 `Config.validate` refuses anything else. A registry entry is a factory
 `(FeatureConfig, ModelConfig) -> Encoder` (asrlab.models.registry).
 
+`StagedEncoder` is the module every encoder (and the conv front end) derives from: it gives
+`output_lengths` from the `stages` the subclass sets, so the lengths a model reports and
+`asrlab.frames.output_frames` are one computation.
+
 `LayeredEncoder` is what pretrained encoders add (asrlab.models.whisper, asrlab.models.hf): the
 layers a downstream can weigh (SUPERB's weighted sum), freeze or train by index.
 
@@ -45,14 +49,18 @@ class Encoder(Protocol):
                 ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
-class LayeredEncoder(nn.Module):
-    out_dim: int
-    num_layers: int
-    blocks: nn.ModuleList
+class StagedEncoder(nn.Module):
+    """`output_lengths` from the declared time `stages` (set by the subclass's __init__)."""
     stages: tuple[Stage, ...]
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return stage_lengths(lengths, self.stages)
+
+
+class LayeredEncoder(StagedEncoder):
+    out_dim: int
+    num_layers: int
+    blocks: nn.ModuleList
 
     def forward_layers(self, x: torch.Tensor, lengths: torch.Tensor, upto: int | None = None
                        ) -> tuple[list[torch.Tensor], torch.Tensor]:

@@ -30,13 +30,14 @@ from torch import nn
 from asrlab.config import FeatureConfig, ModelConfig, PretrainedConfig
 from asrlab.ct2 import read_ct2
 from asrlab.ctc import time_mask
-from asrlab.frames import Stage, stage_lengths
+from asrlab.frames import Stage
 from asrlab.models.crnn import BiLSTM
+from asrlab.models.encoder import StagedEncoder
 from asrlab.models.whisper import WhisperDims, WhisperEncoder
 from asrlab.pretrained import EncoderSource
 
 
-class PretrainedEncoder(nn.Module):
+class PretrainedEncoder(StagedEncoder):
     def __init__(self, backbone: nn.Module, p: PretrainedConfig, dropout: float):
         super().__init__()
         self.backbone = backbone
@@ -85,9 +86,6 @@ class PretrainedEncoder(nn.Module):
         frozen, and the blocks above it can run from its output (`run_blocks`)."""
         return not self.all_trained and (self.split == self.used or
                                           hasattr(self.backbone, "run_blocks"))
-
-    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        return stage_lengths(lengths, self.stages)
 
     # ---- the two halves -----------------------------------------------------------------------
     def frozen_states(self, x: torch.Tensor, lengths: torch.Tensor

@@ -40,6 +40,19 @@ LOG_FLOOR_NORMALIZED = (-10.0 + 4.0) / 4.0
 FLOOR_BELOW_MAX = 2.0
 
 
+#: CTranslate2's names of a layer's weight and bias: a linear or convolution's, a LayerNorm's
+_LINEAR, _NORM = ("weight", "bias"), ("gamma", "beta")
+#: (our layer, its name in a CTranslate2 WhisperSpec under encoder/, its weight and bias names)
+CT2_LAYERS = (("conv1", "conv1", _LINEAR), ("conv2", "conv2", _LINEAR),
+              ("ln_post", "layer_norm", _NORM))
+#: ... in each block (under blocks.i. and layer_i/), besides the fused query/key/value projection
+CT2_BLOCK_LAYERS = (("attn.out", "self_attention/linear_1", _LINEAR),
+                    ("attn_ln", "self_attention/layer_norm", _NORM),
+                    ("mlp_ln", "ffn/layer_norm", _NORM),
+                    ("mlp.0", "ffn/linear_0", _LINEAR),
+                    ("mlp.2", "ffn/linear_1", _LINEAR))
+
+
 @dataclass(frozen=True)
 class WhisperDims:
     """The encoder's sizes (tiny: 80, 384, 6, 4; base: 80, 512, 8, 6)."""
@@ -215,13 +228,17 @@ class WhisperEncoder(LayeredEncoder):
         dims = WhisperDims(int(n_mels), int(width), int(get("num_heads")), layers,
                            int(get("position_encodings/encodings").shape[0]))
         d = dims.width
-        tensors = {"conv1.weight": get("conv1/weight"), "conv1.bias": get("conv1/bias"),
-                   "conv2.weight": get("conv2/weight"), "conv2.bias": get("conv2/bias"),
-                   "positional_embedding": get("position_encodings/encodings"),
-                   "ln_post.weight": get("layer_norm/gamma"),
-                   "ln_post.bias": get("layer_norm/beta")}
+
+        def renamed(table, ours: str, theirs: str) -> dict[str, np.ndarray]:
+            return {f"{ours}{name}.{param}": get(f"{theirs}{ct2_name}/{ct2_param}")
+                    for name, ct2_name, ct2_params in table
+                    for param, ct2_param in zip(("weight", "bias"), ct2_params)}
+
+        tensors = {"positional_embedding": get("position_encodings/encodings"),
+                   **renamed(CT2_LAYERS, "", "")}
         for i in range(layers):
             src, dst = f"layer_{i}/", f"blocks.{i}."
+            tensors.update(renamed(CT2_BLOCK_LAYERS, dst, src))
             qkv_w = get(src + "self_attention/linear_0/weight")  # (3d, d): q, k, v
             qkv_b = get(src + "self_attention/linear_0/bias")
             # the k bias (zeros in Whisper) is dropped: it adds the same amount to every key's
@@ -229,17 +246,7 @@ class WhisperEncoder(LayeredEncoder):
             tensors.update({
                 dst + "attn.query.weight": qkv_w[:d], dst + "attn.query.bias": qkv_b[:d],
                 dst + "attn.key.weight": qkv_w[d:2 * d],
-                dst + "attn.value.weight": qkv_w[2 * d:], dst + "attn.value.bias": qkv_b[2 * d:],
-                dst + "attn.out.weight": get(src + "self_attention/linear_1/weight"),
-                dst + "attn.out.bias": get(src + "self_attention/linear_1/bias"),
-                dst + "attn_ln.weight": get(src + "self_attention/layer_norm/gamma"),
-                dst + "attn_ln.bias": get(src + "self_attention/layer_norm/beta"),
-                dst + "mlp_ln.weight": get(src + "ffn/layer_norm/gamma"),
-                dst + "mlp_ln.bias": get(src + "ffn/layer_norm/beta"),
-                dst + "mlp.0.weight": get(src + "ffn/linear_0/weight"),
-                dst + "mlp.0.bias": get(src + "ffn/linear_0/bias"),
-                dst + "mlp.2.weight": get(src + "ffn/linear_1/weight"),
-                dst + "mlp.2.bias": get(src + "ffn/linear_1/bias")})
+                dst + "attn.value.weight": qkv_w[2 * d:], dst + "attn.value.bias": qkv_b[2 * d:]})
         model = cls(dims, pad_to_30s)
         model.load_exact({k: torch.from_numpy(np.array(a, np.float32)) for k, a in tensors.items()},
                          "the CTranslate2 model")

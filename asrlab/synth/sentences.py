@@ -263,6 +263,10 @@ class Subject:
     def third_singular(self) -> bool:
         return self.person == "3s"
 
+    def agree(self, aux: str) -> str:
+        """The auxiliary as this subject takes it: 'do' -> 'does' after he, she, it."""
+        return "does" if aux == "do" and self.third_singular else aux
+
 
 _CONTRACTIONS = {
     "i am ": "i'm ", "you are ": "you're ", "we are ": "we're ", "they are ": "they're ",
@@ -434,6 +438,10 @@ class Grammar:
         return r.choice(options.get(tense, options["progressive"]))
 
     # -- verbs
+    def verb_for(self, subj: Subject, verbs: list[Verb]) -> Verb:
+        """One of `verbs` that `subj` can do (an animal: those marked animal_ok)."""
+        return self.pick([v for v in verbs if v.animal_ok] if subj.animal else verbs)
+
     def be(self, subj: Subject, past: bool = False) -> str:
         if past:
             return "was" if subj.person in ("1s", "3s") else "were"
@@ -441,25 +449,24 @@ class Grammar:
 
     def verb_phrase(self, subj: Subject, verb: Verb, tense: str, negative: bool = False) -> str:
         """Conjugate verb for subj; tense in present/past/future/progressive/perfect/modal."""
-        tail = f" {verb.tail}" if verb.tail else ""
-        third = subj.third_singular
+        third, no = subj.third_singular, " not" if negative else ""
         if tense == "present":
             if negative:
-                return ("doesn't " if third else "don't ") + verb.base + tail
-            return (verb.third if third else verb.base) + tail
+                return ("doesn't " if third else "don't ") + verb.form(verb.base)
+            return verb.form(verb.third if third else verb.base)
         if tense == "past":
-            return ("didn't " + verb.base if negative else verb.past) + tail
+            return verb.form("didn't " + verb.base if negative else verb.past)
         if tense == "future":
             if self.chance(0.3):
-                return f"{self.be(subj)}{' not' if negative else ''} going to {verb.base}{tail}"
-            return ("won't " if negative else "will ") + verb.base + tail
+                return f"{self.be(subj)}{no} going to {verb.form(verb.base)}"
+            return ("won't " if negative else "will ") + verb.form(verb.base)
         if tense == "progressive":
-            return f"{self.be(subj)}{' not' if negative else ''} {verb.ing}{tail}"
+            return f"{self.be(subj)}{no} {verb.form(verb.ing)}"
         if tense == "perfect":
             have = ("has" if third else "have") + ("n't" if negative else "")
-            return f"{have} {verb.pp}{tail}"
+            return f"{have} {verb.form(verb.pp)}"
         modal = self.pick(["can", "should", "must", "might", "could"])
-        return f"{modal}{' not' if negative else ''} {verb.base}{tail}"
+        return f"{modal}{no} {verb.form(verb.base)}"
 
     def tense(self) -> str:
         return self.r.choices(["present", "past", "future", "progressive", "perfect", "modal"],
@@ -480,8 +487,7 @@ class Grammar:
 def _statement_action(g: Grammar) -> str:
     subj = g.subject(animals=True)
     tense = g.tense()
-    pool = [v for v in VERBS_TRANSITIVE if v.animal_ok] if subj.animal else VERBS_TRANSITIVE
-    verb = g.pick(pool)
+    verb = g.verb_for(subj, VERBS_TRANSITIVE)
     negative = g.chance(0.15)
     vp = g.verb_phrase(subj, verb, tense, negative)
     place = "" if "place" in verb.objs else g.opt(0.35, g.place)
@@ -492,8 +498,7 @@ def _statement_action(g: Grammar) -> str:
 def _statement_intransitive(g: Grammar) -> str:
     subj = g.subject(animals=True)
     tense = g.tense()
-    pool = [v for v in VERBS_INTRANSITIVE if v.animal_ok] if subj.animal else VERBS_INTRANSITIVE
-    verb = g.pick(pool)
+    verb = g.verb_for(subj, VERBS_INTRANSITIVE)
     vp = g.verb_phrase(subj, verb, tense, g.chance(0.1))
     adverbs = [w.replace("_", " ") for w in MANNER_FOR.get(verb.base, "").split()] or MANNER
     adverb = g.opt(0.35, lambda: g.pick(adverbs))
@@ -664,24 +669,20 @@ def _question_yes_no(g: Grammar) -> str:
     subj = g.subject(question=True)
     aux = g.pick(["did", "do", "will", "can", "should", "could"])
     verb = g.pick(VERBS_TRANSITIVE if aux in ("did", "do", "will") else VERBS_ACTION)
-    if aux == "do" and subj.third_singular:
-        aux = "does"
-    tail = f" {verb.tail}" if verb.tail else ""
+    aux = subj.agree(aux)
     when = g.opt(0.35, lambda: g.time({"did": "past", "will": "future"}.get(aux, "present")))
-    return f"{aux} {subj.text} {verb.base}{tail} {g.object_for(verb)} {g.opt(0.3, g.place)} {when}"
+    return (f"{aux} {subj.text} {verb.form(verb.base)} {g.object_for(verb)} "
+            f"{g.opt(0.3, g.place)} {when}")
 
 
 def _question_wh(g: Grammar) -> str:
     subj = g.subject(question=True)
     verb = g.pick(VERBS_TRANSITIVE)
-    tail = f" {verb.tail}" if verb.tail else ""
-    aux = g.pick(["did", "will", "do"])
-    if aux == "do" and subj.third_singular:
-        aux = "does"
+    aux = subj.agree(g.pick(["did", "will", "do"]))
     wh = g.pick(["where", "when", "why", "how"])
     if g.chance(0.35):
-        return f"what {aux} {subj.text} {verb.base}{tail} {g.place()}"
-    return f"{wh} {aux} {subj.text} {verb.base}{tail} {g.object_for(verb)}"
+        return f"what {aux} {subj.text} {verb.form(verb.base)} {g.place()}"
+    return f"{wh} {aux} {subj.text} {verb.form(verb.base)} {g.object_for(verb)}"
 
 
 def _question_be(g: Grammar) -> str:
@@ -708,9 +709,7 @@ def _question_how_many(g: Grammar) -> str:
     subj = g.subject(question=True)
     verbs = [v for v in VERBS_TRANSITIVE if noun.kind in v.objs] or _verbs("see/saw/seen")
     verb = g.pick(verbs)
-    aux = g.pick(["did", "do", "will"])
-    if aux == "do" and subj.third_singular:
-        aux = "does"
+    aux = subj.agree(g.pick(["did", "do", "will"]))
     return f"how many {noun.pl} {aux} {subj.text} {verb.form(verb.base)}"
 
 
@@ -737,10 +736,9 @@ def _instruction_action(g: Grammar) -> str:
     verb = g.pick(VERBS_TRANSITIVE)
     head = g.pick(["please", "", "", "don't", "remember to", "try to", "you should",
                    "don't forget to", "let's", "can you", "could you"])
-    tail = f" {verb.tail}" if verb.tail else ""
     extra = g.opt(0.4, lambda: g.pick([g.place(), g.time("future"), g.pick(MANNER),
                                         f"before {g.pick(MEALS)}", "for me", "right now"]))
-    return f"{head} {verb.base}{tail} {g.object_for(verb)} {extra}"
+    return f"{head} {verb.form(verb.base)} {g.object_for(verb)} {extra}"
 
 
 def _instruction_put(g: Grammar) -> str:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from asrlab.data.bpe import BpeTokenizer
+from asrlab.data.tokenizer import BpeTokenizer
 from asrlab.data.tokenizer import build_tokenizer, tokenizer_from_dict
 from tests.conftest import FSDD
 

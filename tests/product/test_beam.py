@@ -117,7 +117,7 @@ def test_blank_penalty_applies_to_beam():
 
 def test_bpe_vocabulary_decodes_words_with_spans(lm_path):
     pytest.importorskip("sentencepiece")
-    from asrlab.data.bpe import BpeTokenizer
+    from asrlab.data.tokenizer import BpeTokenizer
     from asrlab.words import words_for
 
     tok = BpeTokenizer.train(["the cat sat", "the bat ran", "a cat ran"] * 20, vocab_size=24)
