@@ -22,6 +22,8 @@ of 96 kHz silence, a 178 kB FLAC, took 446 MB.)
 
 from __future__ import annotations
 
+import contextlib
+
 import functools
 import io
 import math
@@ -319,6 +321,19 @@ def _open(source, name: str) -> sf.SoundFile:
         raise AudioError(f"{name}cannot be read as audio ({reason})") from None
 
 
+
+@contextlib.contextmanager
+def named_errors(name: str):
+    """Errors while decoding become AudioErrors that start with the file's `name` ("FILE: "):
+    asrlab's own keep their kind, anything else libsndfile or the resampler raises is
+    "cannot be read as audio"."""
+    try:
+        yield
+    except AudioError as e:
+        raise type(e)(f"{name}{e}") from None
+    except Exception as e:
+        raise AudioError(f"{name}cannot be read as audio ({e})") from None
+
 def _decode(f: sf.SoundFile, name: str, sample_rate: int, offset: float, duration: float | None,
             limits: AudioLimits) -> np.ndarray:
     info = probe(f)
@@ -333,15 +348,11 @@ def _decode(f: sf.SoundFile, name: str, sample_rate: int, offset: float, duratio
         expected = max(0, info.frames - start)
         expected = expected if frames < 0 else min(frames, expected)
     most = min(limits.max_seconds * info.sample_rate, limits.decoded_budget / info.channels)
-    try:
+    with named_errors(name):
         if start:
             f.seek(min(start, info.frames) if info.frames is not None else start)
         return _stream(_read_blocks(f, info, frames, limits), info.sample_rate, sample_rate,
                        expected, most if frames < 0 else min(most, frames))
-    except AudioError as e:
-        raise type(e)(f"{name}{e}") from None
-    except Exception as e:
-        raise AudioError(f"{name}cannot be read as audio ({e})") from None
 
 
 def load_audio(path: str | Path, sample_rate: int = 16000, offset: float = 0.0,
@@ -476,14 +487,10 @@ class AudioReader:
         want = b + margin - lo
         if self.info.frames is not None:
             want = max(0, min(want, self.info.frames - lo))
-        try:
+        with named_errors(self.name):
             self.f.seek(lo)
             y = _stream(counted(_read_blocks(self.f, self.info, want, UNLIMITED)),
                         self.info.sample_rate, self.sample_rate, want, want)
-        except AudioError as e:
-            raise type(e)(f"{self.name}{e}") from None
-        except Exception as e:
-            raise AudioError(f"{self.name}cannot be read as audio ({e})") from None
         end = lo + read
         limit = min(self.limits.max_seconds * self.info.sample_rate,
                     self.limits.decoded_budget / self.info.channels)

@@ -403,22 +403,19 @@ def record_epoch(s: Setup, m: EpochMetrics, rows: list[tuple[str, str, str]]) ->
         write_epoch(run.dir, m, rows)
         log.info("epoch %d: %s", m.epoch, json.dumps(asdict(m)))
 
-# Updates the default recipe needed to reach val CER 0.10 on the default corpus (`asrlab synth`:
-# three engines, 3,333 training utterances; bench/time_to_cer.py, seed 0: epoch 18 of 270
-# updates; docs/benchmarks.md). Updates, not seconds, so it holds on any machine; only the time
-# per update differs. (The espeak-ng-only corpus of 1,111 needed ~1,650.)
-REFERENCE_UPDATES_TO_CER_010 = 4860
-
-
 @dataclass(frozen=True)
 class Reference:
-    """What a recipe needed on the default corpus, for the first epoch's forecast."""
+    """What a recipe needed on the default corpus, for the first epoch's forecast: updates,
+    not seconds, so it holds on any machine; only the time per update differs."""
     updates: int
     cer: float
     recipe: str
 
 
-SCRATCH_REFERENCE = Reference(REFERENCE_UPDATES_TO_CER_010, 0.10, "the default recipe")
+# The default recipe reached val CER 0.10 at 4,860 updates on the default corpus (`asrlab synth`:
+# three engines, 3,333 training utterances; bench/time_to_cer.py, seed 0: epoch 18 of 270
+# updates; docs/benchmarks.md). (The espeak-ng-only corpus of 1,111 needed ~1,650.)
+SCRATCH_REFERENCE = Reference(4860, 0.10, "the default recipe")
 # The pretrained recipe (--encoder whisper-tiny.en, frozen) on the four-engine default corpus:
 # val CER 0.046 at epoch 10 of 267 updates, seed 0 (docs/benchmarks.md, "Pretrained encoders").
 PRETRAINED_REFERENCE = Reference(2670, 0.05, "a frozen Whisper tiny.en (--encoder)")

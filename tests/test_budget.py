@@ -3,7 +3,7 @@
 import math
 
 from asrlab.config import Config
-from asrlab.train import REFERENCE_UPDATES_TO_CER_010, budget_forecast, train
+from asrlab.train import SCRATCH_REFERENCE, budget_forecast, train
 from tests.conftest import write_tone_manifest
 
 
@@ -16,7 +16,7 @@ def test_a_fast_machine_is_told_when_it_will_pass_the_reference():
 def test_a_slow_machine_is_told_the_budget_falls_short_and_what_would_do():
     text = budget_forecast(600, 60, 270, 270)
     assert "2,700 updates" in text and "fewer than" in text
-    minutes = REFERENCE_UPDATES_TO_CER_010 / (270 / 60) / 60
+    minutes = SCRATCH_REFERENCE.updates / (270 / 60) / 60
     assert f"--max-minutes {math.ceil(minutes)}" in text  # 18
 
 

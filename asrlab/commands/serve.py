@@ -16,6 +16,29 @@ from pathlib import Path
 from asrlab.commands.decoding import add_decoder_arguments, decoder_options
 
 API_KEY_ENV = "ASRLAB_API_KEY"
+# The flags that are ServerLimits fields as they are: (flag, field, type, default, help).
+LIMIT_FLAGS = (
+    ("--max-seconds", "max_seconds", float, 600.0,
+     "audio duration limit (422); audio over 30 s is recognized in windows, so this bounds only "
+     "the decoded audio held per request (4 bytes/sample)"),
+    ("--max-uploads", "max_uploads", int, 16,
+     "requests in flight at once (receiving, decoding, queued); more get 503 with Retry-After"),
+    ("--max-uploads-per-client", "max_uploads_per_client", int, None,
+     "of those, from one client (peer address; behind a proxy every client has the proxy's); "
+     "more get 429 with Retry-After (default 4, or --max-uploads when that is lower)"),
+    ("--max-decode-rate", "max_decode_rate", int, 96_000,
+     "channels x sample rate decoded per second of audio (CPU per upload; memory does not "
+     "depend on it); default 96000: stereo 48 kHz, mono 96 kHz. 384000 accepts 8 channels at "
+     "48 kHz"),
+    ("--body-timeout", "body_timeout_s", float, 30.0,
+     "seconds a client has to send the whole upload (408 after)"),
+    ("--max-batch", "max_batch", int, 8,
+     "most concurrent requests run as one batch (1: no batching)"),
+    ("--batch-wait-ms", "batch_wait_ms", float, 0.0,
+     "how long the first request of a batch waits for company (default 0: batch only what is "
+     "already queued)"),
+    ("--workers", "workers", int, 1, "batches run at the same time"),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,22 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                        "machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-mb", type=float, default=20.0, help="upload size limit in MB (413)")
-    p.add_argument("--max-seconds", type=float, default=600.0,
-                   help="audio duration limit (422); audio over 30 s is recognized in windows, so "
-                        "this bounds only the decoded audio held per request (4 bytes/sample)")
-    p.add_argument("--max-uploads", type=int, default=16,
-                   help="requests in flight at once (receiving, decoding, queued); more get 503 "
-                        "with Retry-After")
-    p.add_argument("--max-uploads-per-client", type=int, default=None,
-                   help="of those, from one client (peer address; behind a proxy every client "
-                        "has the proxy's); more get 429 with Retry-After (default 4, or "
-                        "--max-uploads when that is lower)")
-    p.add_argument("--max-decode-rate", type=int, default=96_000,
-                   help="channels x sample rate decoded per second of audio (CPU per upload; "
-                        "memory does not depend on it); default 96000: stereo 48 kHz, mono "
-                        "96 kHz. 384000 accepts 8 channels at 48 kHz")
-    p.add_argument("--body-timeout", type=float, default=30.0,
-                   help="seconds a client has to send the whole upload (408 after)")
+    for flag, _, kind, default, text in LIMIT_FLAGS:
+        p.add_argument(flag, type=kind, default=default, help=text)
     p.add_argument("--api-key-file", type=Path, default=None,
                    help="require the key in this file (first line; header `Authorization: "
                         "Bearer KEY` or `X-API-Key`) on /v1/, /healthz and /docs; or set "
@@ -60,12 +69,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--docs", action="store_true",
                    help="serve /docs (Swagger UI: the browser loads it from a CDN) and "
                         "/openapi.json, behind the API key when one is set; default: 404")
-    p.add_argument("--max-batch", type=int, default=8,
-                   help="most concurrent requests run as one batch (1: no batching)")
-    p.add_argument("--batch-wait-ms", type=float, default=0.0,
-                   help="how long the first request of a batch waits for company (default 0: "
-                        "batch only what is already queued)")
-    p.add_argument("--workers", type=int, default=1, help="batches run at the same time")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads per model call (torch / onnxruntime intra-op)")
     p.add_argument("--log-level", default="info")
@@ -80,12 +83,9 @@ def run(args) -> int:
     from asrlab.serve import Access, ServerLimits, create_app, measure_recognition
     from asrlab.transcribe import Transcriber
 
-    limits = ServerLimits(max_bytes=int(args.max_mb * 1024 * 1024), max_seconds=args.max_seconds,
-                          max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,
-                          workers=args.workers, max_uploads=args.max_uploads,
-                          max_uploads_per_client=per_client(args),
-                          body_timeout_s=args.body_timeout,
-                          max_decode_rate=args.max_decode_rate).validate()
+    given = {field: getattr(args, flag[2:].replace("-", "_")) for flag, field, *_ in LIMIT_FLAGS}
+    limits = ServerLimits(max_bytes=int(args.max_mb * 1024 * 1024),
+                          **{**given, "max_uploads_per_client": per_client(args)}).validate()
     hosts = tuple(args.allowed_host) + (() if is_wildcard(args.host) else (args.host,))
     access = Access(allowed_hosts=hosts, cors_origins=tuple(args.cors), docs=args.docs).validate()
     api_key, key_warnings = api_key_from(args)
