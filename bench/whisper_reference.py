@@ -28,7 +28,7 @@ from asrlab.audio import load_audio
 from asrlab.config import FeatureConfig, WHISPER_FEATURES
 from asrlab.data.manifest import read_manifest
 from asrlab.data.text import TextNormalizer
-from asrlab.features import WhisperLogMel
+from asrlab.features import front_end
 from asrlab.metrics import error_rates
 from asrlab.pretrained import resolve_encoder
 
@@ -59,7 +59,7 @@ def prompt(multilingual: bool) -> list[str]:
             if multilingual else ["<|startoftranscript|>", "<|notimestamps|>"])
 
 
-def transcribe(model, tokenizer, logmel: WhisperLogMel, paths: list[Path], beam: int,
+def transcribe(model, tokenizer, logmel, paths: list[Path], beam: int,
                batch: int = 8) -> list[str]:
     import ctranslate2
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     from tokenizers import Tokenizer
 
     source = resolve_encoder(args.model)
-    logmel = WhisperLogMel(FeatureConfig(kind="whisper", **WHISPER_FEATURES))
+    logmel = front_end(FeatureConfig(kind="whisper", **WHISPER_FEATURES))
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = ct2_folder(source, Path(tmp))

@@ -55,7 +55,8 @@ def changed(before: dict, after: dict) -> set[str]:
 
 @pytest.mark.slow
 def test_frozen_encoder_stays_as_loaded_and_the_rest_learns(speech, whisper_folder, tmp_path):
-    ckpt = train_run(speech, whisper_folder, tmp_path / "frozen")
+    ckpt = train_run(speech, whisper_folder, tmp_path / "frozen", "--set",
+                     "model.pretrained.layer_sum=true")  # SUPERB's weighted sum learns too
     state = ckpt.model.state_dict()
     assert changed(source_weights(whisper_folder), weights(state, "encoder.backbone.")) == set()
     untrained = Config.from_dict(ckpt.config.to_dict())
@@ -107,10 +108,10 @@ def test_cached_states_then_the_rest_is_the_whole_forward(whisper_folder):
     from asrlab.models.pretrained import FromStates, load_encoder_weights
     from asrlab.pretrained import resolve_encoder
 
-    for trained in (0, 1):
+    for trained, layer_sum in ((0, True), (1, True), (0, False), (1, False)):
         cfg = resolve_config("default", None, {"model": {"name": "pretrained", "pretrained": {
             "source": str(whisper_folder), "layers_trained": trained, "hidden": 8,
-            "proj": 8, "layers": 1}}})
+            "proj": 8, "layers": 1, "layer_sum": layer_sum}}})
         torch.manual_seed(0)
         model = build_model(cfg.validate(), 12).eval()
         load_encoder_weights(model, resolve_encoder(whisper_folder))
@@ -118,7 +119,9 @@ def test_cached_states_then_the_rest_is_the_whole_forward(whisper_folder):
         x = torch.randn(3, 230, 80)
         with torch.no_grad():
             states, state_lens = model.encoder.frozen_states(x, lengths)
-            assert states.shape[2] == model.encoder.cached_states == 3 - trained
+            # with a layer sum: the embedding and every frozen block's output; else the last
+            assert states.shape[2] == model.encoder.cached_states == (
+                3 - trained if layer_sum else 1)
             cached = FromStates(model)(states.half().float(), state_lens)[0]
             direct = model(x, lengths)[0]
             for b, n in enumerate(model.output_lengths(lengths).tolist()):
