@@ -120,11 +120,8 @@ def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer
     `lr_scale`: the loop sets lr x lr_scale); its frozen part is left out."""
     t = cfg.train
     cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-    encoder = {id(p) for b in getattr(model.encoder, "trained_blocks", list)() + (
-        [model.encoder.backbone] if getattr(model.encoder, "all_trained", False) else [])
-        for p in b.parameters()}
-    frozen = {id(p) for m in getattr(model.encoder, "frozen_modules", list)()
-              for p in m.parameters()}
+    encoder = {id(p) for p in getattr(model.encoder, "trained_parameters", list)()}
+    frozen = {id(p) for p in getattr(model.encoder, "frozen_parameters", list)()}
     groups = [{"params": [p for p in model.parameters()
                           if id(p) not in encoder and id(p) not in frozen], "lr_scale": 1.0}]
     if encoder:

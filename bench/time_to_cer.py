@@ -5,6 +5,8 @@
     python bench/time_to_cer.py --data data/default --threads 1            # slow-CPU stand-in
     python bench/time_to_cer.py --data data/default --contend    # a busy process beside it
     python bench/time_to_cer.py --data data/default --stop-at-target   # end each run at the target
+    python bench/time_to_cer.py --data data/default --encoder whisper-tiny.en --target 0.05 \
+        --seeds 0 1 --stop-at-target       # a frozen pretrained encoder (its encoding counted)
 
 Each run is a real `asrlab train` process. Time to target = set-up (reading audio, CMVN, checks)
 + training-loop time at the end of the first epoch whose validation CER is <= the target.
@@ -44,6 +46,8 @@ def run_once(data: Path, out: Path, seed: int, args) -> dict:
            "--no-progress", "--preset", args.preset, "--max-minutes", str(args.max_minutes)]
     if args.model:
         cmd += ["--model", args.model]
+    if args.encoder:
+        cmd += ["--encoder", args.encoder]
     if args.epochs:
         cmd += ["--epochs", str(args.epochs)]
     if args.threads:
@@ -94,6 +98,8 @@ def main() -> int:
     p.add_argument("--data", type=Path, required=True, help="corpus folder from asrlab synth")
     p.add_argument("--preset", default="default")
     p.add_argument("--model")
+    p.add_argument("--encoder", help="a pretrained encoder (asrlab train --encoder); its states "
+                                     "are computed within the budget and counted in the time")
     p.add_argument("--epochs", type=int)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--target", type=float, default=0.10)

@@ -193,3 +193,29 @@ def test_states_are_what_the_model_makes_of_each_utterance(speech, whisper_folde
         alone = states.encode([i], 1.1)[0]
         np.testing.assert_allclose(states.get(i, 1.1).astype(np.float32),
                                    alone.astype(np.float32), atol=2e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trained", [0, 1])
+def test_a_wav2vec2_encoder_trains_frozen_from_cached_states_or_its_top_layer(
+        speech, tmp_path, trained):
+    """The waveform family: frozen, its states cached (like Whisper's); with its top layer
+    trained, every step runs it (transformers' layers cannot start from a cached state) and
+    only that layer's weights move."""
+    from tests.models.conftest import WAVEFORM_LAYERS, make_waveform_model
+
+    folder = make_waveform_model("wav2vec2", "layer", tmp_path / "w2v")
+    ckpt = train_run(speech, folder, tmp_path / "run", "--encoder-layers-trained", str(trained),
+                     "--set", "model.pretrained.frozen_epochs=0")
+    assert ckpt.config.features.kind == "waveform" and ckpt.config.model.pretrained.kind == \
+        "wav2vec2"
+    from asrlab.models.hf import HFEncoder
+    from asrlab.pretrained import resolve_encoder
+
+    source = HFEncoder.from_source(resolve_encoder(folder)).state_dict()
+    moved = changed(source, weights(ckpt.model.state_dict(), "encoder.backbone."))
+    top = (f"model.encoder.layers.{WAVEFORM_LAYERS - 1}.",  # `blocks` is the same ModuleList
+           f"blocks.{WAVEFORM_LAYERS - 1}.")
+    assert moved == (set() if not trained else {k for k in source if k.startswith(top)})
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert ("encoder states, train" in log) == (not trained)

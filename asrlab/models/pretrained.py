@@ -57,23 +57,27 @@ class PretrainedEncoder(StagedEncoder):
         self.out_dim = self.rnn.out_dim if self.rnn is not None else width
         self.stages = tuple(backbone.stages) + (
             (Stage(p.stack, p.stack, 0, ceil=True),) if p.stack > 1 else ())
-        for block in self.frozen_modules():
-            for param in block.parameters():
-                param.requires_grad_(False)
+        for param in self.frozen_parameters():
+            param.requires_grad_(False)
 
     # ---- which parts learn ------------------------------------------------------------------
-    def frozen_modules(self) -> list[nn.Module]:
-        """The backbone's parts that never learn: the embedding and the blocks below `split`
-        (unless every layer trains), the final norm, and blocks above the used ones."""
-        blocks = list(self.backbone.blocks)
-        if self.all_trained:
-            return blocks[self.used:]
-        return [m for m in self.backbone.children() if m is not self.backbone.blocks] + \
-            blocks[:self.split] + blocks[self.used:]
-
     def trained_blocks(self) -> list[nn.Module]:
         """The backbone's blocks that learn (the top layers_trained of the used ones)."""
         return list(self.backbone.blocks)[self.split:self.used]
+
+    def trained_parameters(self) -> list[nn.Parameter]:
+        """The backbone's weights that learn: the trained blocks', or with every layer trained
+        all but those of blocks above the used ones."""
+        unused = {id(p) for b in list(self.backbone.blocks)[self.used:] for p in b.parameters()}
+        if self.all_trained:
+            return [p for p in self.backbone.parameters() if id(p) not in unused]
+        return [p for b in self.trained_blocks() for p in b.parameters()]
+
+    def frozen_parameters(self) -> list[nn.Parameter]:
+        """The backbone's weights that never learn (the embedding, the blocks below `split`, the
+        final norm, unused blocks: whatever `trained_parameters` leaves)."""
+        trained = {id(p) for p in self.trained_parameters()}
+        return [p for p in self.backbone.parameters() if id(p) not in trained]
 
     @property
     def cached_states(self) -> int:
@@ -92,16 +96,15 @@ class PretrainedEncoder(StagedEncoder):
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """Features (B, T, F) -> the frozen part's states (B, T', cached_states, D), lengths:
         the embedding and the outputs of blocks below `split` (only the last of them without
-        a layer sum). Runs the frozen modules in eval mode and without gradients."""
-        modes = [m.training for m in self.frozen_modules()]
-        for m in self.frozen_modules():
-            m.eval()
+        a layer sum). The backbone runs in eval mode (all of what runs here is frozen) and
+        without gradients."""
+        mode = self.backbone.training
+        self.backbone.eval()
         try:
             with torch.no_grad():
                 states, lengths = self.backbone.forward_layers(x, lengths, upto=self.split)
         finally:
-            for m, mode in zip(self.frozen_modules(), modes):
-                m.train(mode)
+            self.backbone.train(mode)
         if not self.layer_sum:
             states = states[-1:]
         return torch.stack(states, dim=2), lengths  # (B, T', S, D)
