@@ -90,8 +90,8 @@ def load_init(cfg: Config, device: str | torch.device = "cpu") -> Checkpoint:
         raise InitFromError(
             f"--init-from {path}: the model to fine-tune has another architecture than this "
             f"run:\n  " + "\n  ".join(differ) + "\nDrop the settings that change it (with "
-            f"--init-from, asrlab train takes the source's model and features by default), or "
-            f"train from scratch without --init-from.")
+            "--init-from, asrlab train takes the source's model and features by default), or "
+            "train from scratch without --init-from.")
     return source
 
 

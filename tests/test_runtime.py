@@ -9,8 +9,7 @@ import time
 import pytest
 
 from tests.conftest import busy_neighbour, others_during
-from asrlab.runtime import (THREAD_ENV_DEFAULTS, CpuTimes, ThreadGovernor, default_threads,
-                            physical_cores, read_cpu_times)
+from asrlab.runtime import (THREAD_ENV_DEFAULTS, CpuTimes, ThreadGovernor, read_cpu_times)
 
 PROBE = ("import os, asrlab, torch; print(*(os.environ.get(k, '-') for k in "
          "('GOMP_SPINCOUNT', 'OPENBLAS_NUM_THREADS', 'OMP_WAIT_POLICY')))")
