@@ -36,7 +36,7 @@ def test_a_pretrained_run_counts_its_encoding_and_uses_its_own_reference():
 
     text = budget_forecast(600, 30, 267, 267, before_s=120, reference=PRETRAINED_REFERENCE)
     assert "after 120 s computing the encoder's states" in text
-    # 450 s left at 8.9 updates/s: 267 + 4,005 updates; the reference at 120 s + 300 s
+    # 450 s left at 8.9 updates/s: 267 + 4,005 updates; the reference at 120 s + its updates / 8.9
     assert "4,272 updates" in text
     minute = (120 + PRETRAINED_REFERENCE.updates / (267 / 30)) / 60
     assert f"minute {minute:.0f} here" in text and "val CER 0.05" in text
