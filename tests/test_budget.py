@@ -3,7 +3,8 @@
 import math
 
 from asrlab.config import Config
-from asrlab.train import SCRATCH_REFERENCE, budget_forecast, train
+from asrlab.budget import SCRATCH_REFERENCE, budget_forecast
+from asrlab.train import train
 from tests.conftest import write_tone_manifest
 
 
@@ -32,7 +33,7 @@ def test_the_forecast_is_logged_after_the_first_epoch_of_a_budgeted_run(tmp_path
 
 
 def test_a_pretrained_run_counts_its_encoding_and_uses_its_own_reference():
-    from asrlab.train import PRETRAINED_REFERENCE
+    from asrlab.budget import PRETRAINED_REFERENCE
 
     text = budget_forecast(600, 30, 267, 267, before_s=120, reference=PRETRAINED_REFERENCE)
     assert "after 120 s computing the encoder's states" in text
