@@ -23,7 +23,6 @@ of 96 kHz silence, a 178 kB FLAC, took 446 MB.)
 from __future__ import annotations
 
 import contextlib
-
 import functools
 import io
 import math
@@ -321,7 +320,6 @@ def _open(source, name: str) -> sf.SoundFile:
         raise AudioError(f"{name}cannot be read as audio ({reason})") from None
 
 
-
 @contextlib.contextmanager
 def named_errors(name: str):
     """Errors while decoding become AudioErrors that start with the file's `name` ("FILE: "):
@@ -333,6 +331,7 @@ def named_errors(name: str):
         raise type(e)(f"{name}{e}") from None
     except Exception as e:
         raise AudioError(f"{name}cannot be read as audio ({e})") from None
+
 
 def _decode(f: sf.SoundFile, name: str, sample_rate: int, offset: float, duration: float | None,
             limits: AudioLimits) -> np.ndarray:

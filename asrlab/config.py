@@ -128,9 +128,9 @@ class ConformerConfig:
 class PretrainedConfig:
     """pretrained: a pretrained speech encoder (Whisper, wav2vec2, HuBERT, WavLM) under a
     downstream: its last layer (or a learned weighted sum of its layers, SUPERB's), a
-    projection, a BiLSTM and the CTC head. `source` is a bundle name (`asrlab encoders` lists them) or a folder; `kind`,
-    `arch` and `sha256` are filled in when the source is resolved (asrlab.pretrained), so a
-    checkpoint rebuilds the network without the source."""
+    projection, a BiLSTM and the CTC head. `source` is a bundle name (`asrlab encoders` lists
+    them) or a folder; `kind`, `arch` and `sha256` are filled in when the source is resolved
+    (asrlab.pretrained), so a checkpoint rebuilds the network without the source."""
     source: str = ""
     kind: str = ""  # whisper | wav2vec2 | hubert | wavlm (from the source)
     arch: str = ""  # the encoder's dimensions, JSON (from the source)

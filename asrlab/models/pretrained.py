@@ -68,10 +68,10 @@ class PretrainedEncoder(StagedEncoder):
     def trained_parameters(self) -> list[nn.Parameter]:
         """The backbone's weights that learn: the trained blocks', or with every layer trained
         all but those of blocks above the used ones."""
+        if not self.all_trained:
+            return [p for b in self.trained_blocks() for p in b.parameters()]
         unused = {id(p) for b in list(self.backbone.blocks)[self.used:] for p in b.parameters()}
-        if self.all_trained:
-            return [p for p in self.backbone.parameters() if id(p) not in unused]
-        return [p for b in self.trained_blocks() for p in b.parameters()]
+        return [p for p in self.backbone.parameters() if id(p) not in unused]
 
     def frozen_parameters(self) -> list[nn.Parameter]:
         """The backbone's weights that never learn (the embedding, the blocks below `split`, the

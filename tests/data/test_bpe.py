@@ -4,8 +4,7 @@ import json
 
 import pytest
 
-from asrlab.data.tokenizer import BpeTokenizer
-from asrlab.data.tokenizer import build_tokenizer, tokenizer_from_dict
+from asrlab.data.tokenizer import BpeTokenizer, build_tokenizer, tokenizer_from_dict
 from tests.conftest import FSDD
 
 TEXTS = ["the cat sat on the mat", "a dog ate the bone", "don't stop the music",
