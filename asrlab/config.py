@@ -32,6 +32,8 @@ class ConfigError(ValueError):
 FEATURE_KINDS = ("logmel", "whisper", "waveform")
 #: Whisper's log-mel parameters, fixed by its weights (openai/whisper audio.py).
 WHISPER_FEATURES = {"sample_rate": 16000, "win_ms": 25.0, "hop_ms": 10.0, "n_fft": 400}
+#: Whisper's input window: its encoder takes at most this much audio (3,000 log-mel frames).
+WHISPER_WINDOW_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,21 @@ class FeatureConfig:
     utterance_mean: bool = False
     # kind "waveform": zero-mean unit-variance per utterance (a feature extractor's do_normalize)
     normalize: bool = True
+    # kind "whisper": seconds of silence (zero samples) appended to every utterance before its
+    # log-mel, in training, evaluation and inference alike, never past Whisper's 30 s window.
+    # Whisper's encoder only ever saw speech followed by its 30 s padding; on tightly trimmed
+    # clips (FSDD) a word's last letters then had no frames left to be emitted in ("thre",
+    # "fou"). The output frames over the silence count, so CTC can emit there.
+    pad_end_s: float = 0.0
+
+    def padded_samples(self, n_samples):
+        """Samples the features are made of for n_samples of audio (an int or a NumPy array):
+        n_samples plus pad_end_s of silence, the silence cut where Whisper's window ends."""
+        pad = int(round(self.pad_end_s * self.sample_rate))
+        if pad == 0:
+            return n_samples
+        room = int(WHISPER_WINDOW_S * self.sample_rate) - n_samples  # how far the window goes
+        return n_samples + (room.clip(0, pad) if hasattr(room, "clip") else min(max(room, 0), pad))
 
     @property
     def uses_stats(self) -> bool:
@@ -373,6 +390,13 @@ def _feature_problems(f: FeatureConfig, m: ModelConfig, a: AugmentConfig) -> lis
     if f.kind != "logmel" and tuple(a.vtlp) != (1.0, 1.0):
         problems.append(f"augment.vtlp warps asrlab's log-mel filterbank; features.kind "
                         f"{f.kind} has none: set augment.vtlp to [1.0, 1.0]")
+    if not 0.0 <= f.pad_end_s <= 2.0:
+        problems.append(f"features.pad_end_s {f.pad_end_s}: use seconds of silence between 0 "
+                        f"and 2, e.g. 0.4")
+    elif f.pad_end_s and f.kind != "whisper":
+        problems.append(f"features.pad_end_s appends the silence Whisper's encoder was trained "
+                        f"to see after speech; features.kind {f.kind} has no such habit: set it "
+                        f"to 0")
     if f.kind == "whisper":
         wrong = {k: getattr(f, k) for k, v in WHISPER_FEATURES.items() if getattr(f, k) != v}
         if wrong:

@@ -167,7 +167,7 @@ def front_end(cfg: FeatureConfig):
     """The features step `cfg.kind` names: a callable wave (S,) -> (T, F) with num_frames."""
     if cfg.kind == "whisper":
         return WhisperLogMel(cfg.n_mels, cfg.sample_rate, cfg.n_fft,
-                             int(round(cfg.sample_rate * cfg.hop_ms / 1000)))
+                             int(round(cfg.sample_rate * cfg.hop_ms / 1000)), cfg.pad_end_s)
     if cfg.kind == "waveform":
         return Waveform(cfg)
     return LogMel(cfg)
@@ -218,23 +218,26 @@ class WhisperLogMel:
     the last frame dropped). Power spectrum of a periodic-Hann 400-sample window every 160
     samples, Slaney mel filters (librosa's defaults, as Whisper's mel_filters.npz), log10 of at
     least 1e-10, floored 8 below the utterance's maximum, then (x + 4) / 4. Not padded to 30 s
-    (asrlab.models.whisper.WhisperEncoder pads when asked to). No statistics: the weights fix it."""
+    (asrlab.models.whisper.WhisperEncoder pads when asked to); `pad_end_s` of silence appended
+    (features.pad_end_s). No statistics: the weights fix it."""
 
     def __init__(self, n_mels: int = 80, sample_rate: int = 16000, n_fft: int = 400,
-                 hop: int = 160):
+                 hop: int = 160, pad_end_s: float = 0.0):
         self.n_mels, self.sample_rate, self.n_fft, self.hop = n_mels, sample_rate, n_fft, hop
         self.cfg = FeatureConfig(kind="whisper", sample_rate=sample_rate, n_mels=n_mels,
                                  n_fft=n_fft, hop_ms=1000 * hop / sample_rate,
-                                 win_ms=1000 * n_fft / sample_rate)
+                                 win_ms=1000 * n_fft / sample_rate, pad_end_s=pad_end_s)
         self.window = np.hanning(n_fft + 1)[:-1]  # periodic Hann (torch.hann_window's default)
         self.fbank = self.slaney_filterbank(sample_rate, n_fft, n_mels)
 
     def num_frames(self, num_samples: int) -> int:
-        return num_samples // self.hop
+        return self.cfg.padded_samples(num_samples) // self.hop
 
     def __call__(self, wave: np.ndarray) -> np.ndarray:
         wave = np.asarray(wave, dtype=np.float32)
         n = self.num_frames(wave.shape[0])
+        if n and len(wave) < self.cfg.padded_samples(len(wave)):  # features.pad_end_s
+            wave = np.pad(wave, (0, self.cfg.padded_samples(len(wave)) - len(wave)))
         if n == 0:
             return np.zeros((0, self.n_mels), np.float32)
         padded = np.pad(wave, self.n_fft // 2, mode="reflect")  # torch.stft(center=True)

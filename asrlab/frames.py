@@ -88,7 +88,9 @@ def time_stages(config: Config) -> tuple[Stage, ...]:
 
 
 def feature_frames(features: FeatureConfig, n_samples):
-    """Frames the features step makes of n_samples (an int or a NumPy array)."""
+    """Frames the features step makes of n_samples (an int or a NumPy array), the silence of
+    features.pad_end_s included."""
+    n_samples = features.padded_samples(n_samples)
     if features.kind == "waveform":
         return n_samples
     hop = int(round(features.sample_rate * features.hop_ms / 1000))

@@ -385,7 +385,7 @@ def with_encoder(cfg: Config) -> Config:
     """The config of a run on the pretrained encoder model.pretrained.source names: its kind,
     its dimensions (`arch`, so a checkpoint rebuilds it without the source) and its weights'
     sha256 recorded, and the features it takes (Whisper's log-mel of its mel bins, or its
-    waveform at its rate): an encoder fixes its input. ConfigError (one line) when the source
+    waveform at its rate): an encoder fixes its input, all but features.pad_end_s. ConfigError (one line) when the source
     is missing, corrupt or changed since the config recorded it."""
     p = cfg.model.pretrained
     if not p.source:
@@ -400,7 +400,8 @@ def with_encoder(cfg: Config) -> Config:
                           f"{p.sha256[:12]}...): remove model.pretrained.sha256 and "
                           f"model.pretrained.arch from the config to take the new weights")
     if source.input == "whisper":
-        features = FeatureConfig(kind="whisper", n_mels=source.dims.n_mels, **WHISPER_FEATURES)
+        features = FeatureConfig(kind="whisper", n_mels=source.dims.n_mels, **WHISPER_FEATURES,
+                                 pad_end_s=cfg.features.pad_end_s)  # the user's choice
     else:
         features = FeatureConfig(kind="waveform", sample_rate=source.sample_rate,
                                  normalize=source.normalize)

@@ -12,6 +12,8 @@ strings from its own speakers, so it learns word boundaries).
         --set augment.noise_prob=0.5 --set augment.noise_snr_db=[5,25]   # docs/benchmarks.md
     python bench/fsdd.py --out /tmp/fsdd_whisper --encoder whisper-tiny.en --minutes 0 \
         --epochs 12 --threads 2   # a pretrained encoder (asrlab train --encoder)
+    python bench/fsdd.py --out /tmp/fsdd_pad --encoder whisper-tiny.en --layers-trained 2 \
+        --minutes 0 --epochs 15 --set features.pad_end_s=0.4   # docs/benchmarks.md's best
 
 `--tts N` adds N digit strings spoken by 64 synthetic voices (`asrlab synth --text`, espeak-ng)
 to every training set: three real speakers are too few to learn what does not depend on the

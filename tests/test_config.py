@@ -56,3 +56,13 @@ def test_numbers_written_as_yaml_strings_are_converted_or_named():
         Config().merged({"train": {"lr": "fast"}})
     with pytest.raises(ConfigError, match="model.crnn.hidden"):
         Config().merged({"model": {"hidden": [1, 2]}})
+
+
+def test_pad_end_is_for_whispers_log_mel_and_bounded():
+    whisper = {"kind": "whisper", "sample_rate": 16000, "n_fft": 400, "win_ms": 25.0,
+               "hop_ms": 10.0}
+    Config().merged({"features": {**whisper, "pad_end_s": 0.4}}).validate()
+    with pytest.raises(ConfigError, match="features.pad_end_s .*set it to 0"):
+        Config().merged({"features": {"pad_end_s": 0.4}}).validate()  # asrlab's log-mel
+    with pytest.raises(ConfigError, match="features.pad_end_s -0.1: use seconds .* 0 and 2"):
+        Config().merged({"features": {**whisper, "pad_end_s": -0.1}}).validate()

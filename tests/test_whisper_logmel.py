@@ -56,3 +56,23 @@ def test_equals_whisper_feature_extractor_unpadded(extractor, i):
 def test_shorter_than_a_hop_has_no_frames():
     assert WhisperLogMel()(np.zeros(159, np.float32)).shape == (0, 80)
     assert WhisperLogMel()(np.ones(160, np.float32)).shape == (1, 80)
+
+
+def test_pad_end_appends_the_silence_whispers_padding_gives(extractor):
+    """features.pad_end_s: the log-mel of the wave followed by that many zero samples (the floor
+    set by the wave's own maximum), never past the 30 s window; feature_frames counts it."""
+    from asrlab.frames import feature_frames
+
+    wave = waves()[0][:16000]
+    ours = WhisperLogMel(pad_end_s=0.4)(wave)
+    assert ours.shape == (140, 80) == (WhisperLogMel(pad_end_s=0.4).num_frames(16000), 80)
+    ref = extractor(np.concatenate([wave, np.zeros(6400, np.float32)]), sampling_rate=16000,
+                    padding="longest", return_tensors="np").input_features[0].T
+    assert np.abs(ref - ours).max() < TOLERANCE
+    floor = ours.max() - 2.0  # (max - 8 + 4) / 4 in the normalized units
+    assert np.allclose(ours[-35:], floor, atol=1e-5)  # the last frames are all silence
+    cfg = WhisperLogMel(pad_end_s=0.4).cfg
+    for n in (0, 16000, 479_000, 480_000, 500_000):  # up to the window, not past it
+        frames = WhisperLogMel(pad_end_s=0.4)(np.full(n, 0.01, np.float32)).shape[0]
+        assert frames == feature_frames(cfg, n) == int(feature_frames(cfg, np.array([n]))[0])
+        assert frames == (min(n + 6400, max(n, 480_000)) // 160)

@@ -34,7 +34,7 @@ from asrlab.data.scan import (BAD_LINE, EMPTY_AFTER_NORMALIZATION, EMPTY_TRANSCR
 from asrlab.ctc import frames_needed_rows
 from asrlab.doctor.featstats import compare_feature_stats, split_raw_stats
 from asrlab.doctor.findings import Finding, rank
-from asrlab.doctor.pretrained import input_scale_findings
+from asrlab.doctor.pretrained import input_scale_findings, trimmed_end_findings
 from asrlab.features import FeatureStats
 from asrlab.frames import output_frames
 
@@ -264,11 +264,16 @@ def pretrained_input_findings(scan: ScanResult, config) -> list[Finding]:
     """A pretrained encoder's input scale (doctor.pretrained.input_scale_findings) on up to
     INPUT_SCALE_SAMPLE training waveforms as the loader gives them: Whisper's log-mel takes a
     float waveform in [-1, 1]; a waveform encoder normalizes each utterance itself
-    (features.normalize), so only integer-range samples matter to it."""
+    (features.normalize), so only integer-range samples matter to it. For Whisper without
+    features.pad_end_s, also whether those clips end in silence (TRIMMED_AUDIO)."""
     utts = scan.loaded[:INPUT_SCALE_SAMPLE]
-    expected = "raw" if config.features.kind == "whisper" or not config.features.normalize \
-        else "any"
-    return input_scale_findings([scan.waves[u.id] for u in utts], expected, [u.id for u in utts])
+    whisper = config.features.kind == "whisper"
+    expected = "raw" if whisper or not config.features.normalize else "any"
+    waves, ids = [scan.waves[u.id] for u in utts], [u.id for u in utts]
+    found = input_scale_findings(waves, expected, ids)
+    if whisper and not config.features.pad_end_s:  # and whether they end in silence
+        found += trimmed_end_findings(waves, config.features.sample_rate, ids)
+    return found
 
 
 def sample_rate_findings(scans: list[ScanResult], feature_rate: int,

@@ -36,6 +36,7 @@ CODES = {
     "BLANK_MISMATCH": "the CTC blank id is not the tokenizer's pad / blank token but a real symbol",
     "SPAN_MASK_TOO_LONG": "utterances with fewer encoder frames than the time-mask span",
     "GROUPED_REFERENCES": "references decoded with CTC grouping: doubled letters lost, WER wrong",
+    "TRIMMED_AUDIO": "clips cut while the speech is still loud, unpadded into a Whisper encoder",
 }
 
 # Most likely root cause first when several findings are present (`rank`): failures that make
@@ -45,7 +46,7 @@ CAUSE_ORDER = (
     "BLANK_MISMATCH", "BLANK_IN_TARGETS", "BAD_INPUT_LENGTHS", "INPUT_SCALE", "FEATURE_MISMATCH",
     "INFEASIBLE_LENGTH", "SPAN_MASK_TOO_LONG", "SAMPLE_RATE_MISMATCH", "BAD_MANIFEST",
     "BAD_AUDIO", "EMPTY_TRANSCRIPT", "OOV_CHARACTERS", "GROUPED_REFERENCES", "UNDERTRAINED",
-    "DURATION_OUTLIER", "SEEN_SPEAKERS",
+    "DURATION_OUTLIER", "TRIMMED_AUDIO", "SEEN_SPEAKERS",
 )
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 

@@ -16,9 +16,11 @@ from scipy.signal import resample_poly
 from asrlab.preflight import check_manifests, resolve_config
 
 
-def rewrite(corpus: Path, out: Path, rate: int = 16000, scale: float = 1.0) -> dict[str, Path]:
+def rewrite(corpus: Path, out: Path, rate: int = 16000, scale: float = 1.0, trim: bool = False,
+            silence_s: float = 0.0) -> dict[str, Path]:
     """The corpus's train and val manifests with their audio resampled to `rate` and multiplied
-    by `scale` (float WAVs, so values beyond [-1, 1] stay as they are)."""
+    by `scale` (float WAVs, so values beyond [-1, 1] stay as they are); `trim`: each cut 10 ms
+    after its loudest sample, as a tight trim cuts a word; `silence_s` appended to each."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for split in ("train", "val"):
@@ -27,6 +29,8 @@ def rewrite(corpus: Path, out: Path, rate: int = 16000, scale: float = 1.0) -> d
             row = json.loads(line)
             wave, sr = sf.read(corpus / row["audio_filepath"], dtype="float32")
             wave = resample_poly(wave, rate, sr) if rate != sr else wave
+            wave = wave[:int(np.argmax(np.abs(wave))) + rate // 100] if trim else wave
+            wave = np.concatenate([wave, np.zeros(int(silence_s * rate), wave.dtype)])
             path = out / f"{row['id']}.wav"
             sf.write(path, (wave * scale).astype(np.float32), rate, subtype="FLOAT")
             rows.append({**row, "audio_filepath": path.name})
@@ -35,9 +39,10 @@ def rewrite(corpus: Path, out: Path, rate: int = 16000, scale: float = 1.0) -> d
     return paths
 
 
-def findings(paths, encoder=None, **sets):
+def findings(paths, encoder=None, overrides=None):
     o = {"model": {"name": "pretrained", "pretrained": {"source": str(encoder)}}} \
         if encoder else {}
+    o.update(overrides or {})
     cfg = resolve_config("default", None, o).validate()
     return {(f.code, f.evidence.get("kind")): f
             for f in check_manifests(paths["train"], paths["val"], cfg).findings}
@@ -75,3 +80,20 @@ def test_feasibility_is_judged_at_the_encoders_frame_rate(tiny_corpus, whisper_f
     d = check_manifests(paths["train"], paths["val"], cfg_d).stats["lengths"]["train"]
     assert w["median_frames_per_label"] == pytest.approx(2 * d["median_frames_per_label"],
                                                          rel=0.05)
+
+
+def test_clips_cut_while_speech_is_loud_are_named_for_a_whisper_encoder(tiny_corpus,
+                                                                       whisper_folder,
+                                                                       tmp_path):
+    """TRIMMED_AUDIO: every clip cut at its loudest sample (FSDD-like), unpadded into Whisper;
+    not with features.pad_end_s, not for an ordinary model, not for the same clips followed by
+    0.3 s of silence. (espeak-ng's clips as synthesized are cut too: 15 of the 20 here.)"""
+    cut = rewrite(tiny_corpus, tmp_path / "cut", trim=True)
+    f = findings(cut, whisper_folder)[("TRIMMED_AUDIO", None)]
+    assert f.severity == "info" and f.evidence["share"] == 1.0
+    assert f.evidence["median_tail_db"] > -20 and "features.pad_end_s=0.4" in f.remedy
+    padded = {"features": {"pad_end_s": 0.4}}
+    assert ("TRIMMED_AUDIO", None) not in findings(cut, whisper_folder, padded)
+    assert ("TRIMMED_AUDIO", None) not in findings(cut)
+    quiet_end = rewrite(tiny_corpus, tmp_path / "quiet_end", trim=True, silence_s=0.3)
+    assert ("TRIMMED_AUDIO", None) not in findings(quiet_end, whisper_folder)

@@ -1,4 +1,5 @@
-"""Every verb on a model trained on a pretrained encoder (a tiny random Whisper the tests make):
+"""Every verb on a model trained on a pretrained encoder (a tiny random Whisper the tests make,
+with 0.2 s of silence appended to every input: features.pad_end_s, capped at the 30 s window):
 the checkpoint is self-contained (the encoder's folder is deleted after training), and evaluate,
 transcribe (word times, audio longer than one 30 s window), export (parity, then transcription
 with torch blocked), serve, diagnose, tune-lm, --init-from and DDP all work on it. Mechanics,
@@ -11,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -41,7 +43,7 @@ def pretrained_run(tiny_corpus, tmp_path_factory):
     run = root / "run"
     done = cli("train", "--train", tiny_corpus / "train.jsonl", "--val",
                tiny_corpus / "val.jsonl", "--out", run, "--encoder", source, "--epochs", "3",
-               *TRAIN_FLAGS)
+               "--set", "features.pad_end_s=0.2", *TRAIN_FLAGS)
     assert done.returncode == 0, done.stderr[-3000:]
     shutil.rmtree(source)  # the checkpoint must not need it
     return run, tiny_corpus
@@ -81,6 +83,24 @@ def test_evaluate_and_transcribe_agree_with_word_times_and_long_audio(pretrained
     assert longest["duration"] == pytest.approx(41.0, abs=0.01)
     for w in longest["words"]:
         assert 0 <= w["start"] <= w["end"] <= longest["duration"]
+
+
+def test_the_silence_appended_gives_frames_where_the_config_says(pretrained_run):
+    """features.pad_end_s travels in the checkpoint; the recognizer's output frames are the ones
+    asrlab.frames counts (the doctor and the corpus builder use it), 10 more than unpadded."""
+    from asrlab.frames import output_frames
+    from asrlab.inference import Recognizer
+
+    run, _ = pretrained_run
+    rec = Recognizer.from_path(run)
+    config = rec.ckpt.config
+    assert config.features.pad_end_s == 0.2
+    unpadded = replace(config, features=replace(config.features, pad_end_s=0.0))
+    waves = [np.full(n, 0.01, np.float32) for n in (8000, 16000, 479_000)]
+    for wave, lp in zip(waves, rec.log_probs(waves)):
+        assert len(lp) == output_frames(config, len(wave))
+    assert output_frames(config, 16000) == output_frames(unpadded, 16000) + 10  # 50 frames/s
+    assert output_frames(config, 479_000) == output_frames(unpadded, 480_000)  # the window
 
 
 def test_export_keeps_parity_and_transcribes_without_torch(pretrained_run, tmp_path):
