@@ -382,8 +382,8 @@ def trimmed_end_findings(samples: Sequence[np.ndarray], sample_rate: int,
                          ids: Sequence[str] | None = None) -> list[Finding]:
     """TRIMMED_AUDIO (info) when more than TRIMMED_SHARE of the utterances end within
     TAIL_WITHIN_DB of their loudest frame: for a Whisper encoder fed them unpadded
-    (features.pad_end_s 0). FSDD's held-out speakers: 8.4% -> 5.8% WER (lucas), 16.8% ->
-    9.0% (nicolas) trained and tested with 0.4 s appended (docs/benchmarks.md)."""
+    (features.pad_end_s 0). FSDD's held-out speakers: mean WER 8.0% -> 4.85% trained and
+    tested with 0.4 s appended (docs/benchmarks.md)."""
     levels = [tail_level_db(w, sample_rate) for w in samples]
     judged = [i for i, v in enumerate(levels) if v is not None]
     trimmed = [i for i in judged if levels[i] >= -TAIL_WITHIN_DB]
