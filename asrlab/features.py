@@ -235,11 +235,11 @@ class WhisperLogMel:
 
     def __call__(self, wave: np.ndarray) -> np.ndarray:
         wave = np.asarray(wave, dtype=np.float32)
-        n = self.num_frames(wave.shape[0])
-        if n and len(wave) < self.cfg.padded_samples(len(wave)):  # features.pad_end_s
-            wave = np.pad(wave, (0, self.cfg.padded_samples(len(wave)) - len(wave)))
+        total = self.cfg.padded_samples(wave.shape[0])  # with features.pad_end_s of silence
+        n = total // self.hop
         if n == 0:
             return np.zeros((0, self.n_mels), np.float32)
+        wave = np.pad(wave, (0, total - wave.shape[0])) if total > wave.shape[0] else wave
         padded = np.pad(wave, self.n_fft // 2, mode="reflect")  # torch.stft(center=True)
         frames = np.lib.stride_tricks.sliding_window_view(padded, self.n_fft)[::self.hop][:n]
         power = np.abs(np.fft.rfft(frames * self.window, axis=1)) ** 2  # (T, n_fft//2+1)

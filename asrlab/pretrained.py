@@ -385,7 +385,8 @@ def with_encoder(cfg: Config) -> Config:
     """The config of a run on the pretrained encoder model.pretrained.source names: its kind,
     its dimensions (`arch`, so a checkpoint rebuilds it without the source) and its weights'
     sha256 recorded, and the features it takes (Whisper's log-mel of its mel bins, or its
-    waveform at its rate): an encoder fixes its input, all but features.pad_end_s. ConfigError (one line) when the source
+    waveform at its rate): an encoder fixes its input, all but the user's features.pad_end_s
+    (Config.validate refuses it on a waveform encoder). ConfigError (one line) when the source
     is missing, corrupt or changed since the config recorded it."""
     p = cfg.model.pretrained
     if not p.source:
@@ -401,10 +402,10 @@ def with_encoder(cfg: Config) -> Config:
                           f"model.pretrained.arch from the config to take the new weights")
     if source.input == "whisper":
         features = FeatureConfig(kind="whisper", n_mels=source.dims.n_mels, **WHISPER_FEATURES,
-                                 pad_end_s=cfg.features.pad_end_s)  # the user's choice
+                                 pad_end_s=cfg.features.pad_end_s)
     else:
         features = FeatureConfig(kind="waveform", sample_rate=source.sample_rate,
-                                 normalize=source.normalize)
+                                 normalize=source.normalize, pad_end_s=cfg.features.pad_end_s)
     return replace(cfg, features=features, model=replace(cfg.model, pretrained=replace(
         p, kind=source.kind, arch=json.dumps(source.arch(), sort_keys=True),
         sha256=source.sha256)))

@@ -54,7 +54,7 @@ MIN_BAND_SAMPLES = 2048  # fewer real samples than this: no spectral judgement
 # four-engine default corpus 24% (espeak-ng's clips 77%, flite's 17%, festival's 5%, piper's 2%).
 TAIL_S = 0.1
 TAIL_WITHIN_DB = 20.0
-TRIMMED_SHARE = 0.5  # a finding when more than this share of the training utterances are
+TRIMMED_SHARE = 0.5  # a finding when more than this share of the judged utterances end so
 _FRAME = 512
 _SPECIAL = re.compile(r"^(<[^<>]*>|\[[^\[\]]*\])$")  # <pad>, <s>, [PAD], <|nospeech|> ...
 
@@ -401,4 +401,3 @@ def trimmed_end_findings(samples: Sequence[np.ndarray], sample_rate: int,
          "ids": _names(trimmed, ids)},
         "append silence to every input, in training and at inference alike: --set "
         "features.pad_end_s=0.4")]
-

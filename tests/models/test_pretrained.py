@@ -230,3 +230,21 @@ def test_encoders_verb_lists_bundles_and_folders_as_json(whisper_ct2, waveform_m
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 1 and f"{tmp_path}  error: {tmp_path}: neither" in proc.stdout
+
+
+def test_the_users_pad_end_is_kept_for_whisper_and_refused_for_a_waveform_encoder(
+        whisper_ct2, waveform_models):
+    """--encoder sets the features the encoder takes, all but features.pad_end_s: a Whisper run
+    keeps it; on a waveform encoder it is refused by name, not dropped."""
+    from asrlab.config import ConfigError
+    from asrlab.preflight import resolve_config
+
+    def config(source):
+        return resolve_config("default", None, {
+            "model": {"name": "pretrained", "pretrained": {"source": str(source)}},
+            "features": {"pad_end_s": 0.4}})
+
+    whisper = config(whisper_ct2["int8"]).validate()
+    assert (whisper.features.kind, whisper.features.pad_end_s) == ("whisper", 0.4)
+    with pytest.raises(ConfigError, match="features.pad_end_s .*kind waveform .*set it to 0"):
+        config(waveform_models["wav2vec2", "group"]).validate()
