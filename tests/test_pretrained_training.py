@@ -103,12 +103,13 @@ def test_every_layer_learns_with_minus_one(speech, whisper_folder, tmp_path):
 
 def test_cached_states_then_the_rest_is_the_whole_forward(whisper_folder):
     """What training runs from cached states (FromStates on frozen_states) is what inference
-    runs (CTCModel.forward), for a frozen encoder and for one whose top block trains."""
+    runs (CTCModel.forward), for a frozen encoder, one whose top block trains and one whose
+    every block trains from the cached embedding (layers_trained = the encoder's 2 layers)."""
     from asrlab.models import build_model
     from asrlab.models.pretrained import FromStates, load_encoder_weights
     from asrlab.pretrained import resolve_encoder
 
-    for trained, layer_sum in ((0, True), (1, True), (0, False), (1, False)):
+    for trained, layer_sum in [(t, s) for s in (True, False) for t in (0, 1, 2)]:
         cfg = resolve_config("default", None, {"model": {"name": "pretrained", "pretrained": {
             "source": str(whisper_folder), "layers_trained": trained, "hidden": 8,
             "proj": 8, "layers": 1, "layer_sum": layer_sum}}})
