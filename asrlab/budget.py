@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Reference:
-    """What a recipe needed on the default corpus, for the first epoch's forecast: updates,
-    not seconds, so it holds on any machine; only the time per update differs."""
+    """What `recipe` needed on the default corpus: `updates` to reach val CER `cer`."""
     updates: int
     cer: float
     recipe: str
@@ -40,9 +39,10 @@ def budget_forecast(budget_s: float, elapsed_s: float, updates: int, updates_per
             f"({total / max(1, updates_per_epoch):.0f} epochs)")
     ref = reference.updates
     at = (before_s + ref / rate) / 60  # minutes into the budget
-    what = f"{reference.recipe} reached val CER {reference.cer:g} after about {ref:,} updates"
+    recipe = reference.recipe
     if total >= ref:
-        return f"{text}. {what[0].upper()}{what[1:]} on the default corpus: minute {at:.0f} here."
-    return (f"{text}, fewer than the ~{ref:,} {what.split(' reached')[0]} needed to reach val "
-            f"CER {reference.cer:g} on the default corpus: expect a higher CER, or give "
+        return (f"{text}. {recipe[0].upper()}{recipe[1:]} reached val CER {reference.cer:g} "
+                f"after about {ref:,} updates on the default corpus: minute {at:.0f} here.")
+    return (f"{text}, fewer than the ~{ref:,} {recipe} needed to reach val CER "
+            f"{reference.cer:g} on the default corpus: expect a higher CER, or give "
             f"--max-minutes {math.ceil(at)}.")
