@@ -245,7 +245,7 @@ class TrainConfig:
     min_duration: float = 0.0
     max_duration: float | None = 30.0
     sort_first_epoch: bool = True  # short utterances first in epoch 1
-    early_stop_patience: int = 12  # epochs without a better val CER
+    early_stop_patience: int = 12  # epochs without a better val CER (ties: lower val loss)
     ctc_smoothing: float = 0.0  # weight of a uniform-label (entropy) term added to CTC
     seed: int = 0
     # torch threads; None: the physical cores, lowered while other processes keep cores busy

@@ -12,7 +12,8 @@ A run folder holds everything about one run:
     RUN/doctor_trace.jsonl  the doctor's observations (asrlab diagnose replays it)
     RUN/train.log        the log
     RUN/tb/              TensorBoard event files
-    RUN/last.pt best.pt  checkpoints (written atomically every epoch; best = lowest val CER)
+    RUN/last.pt best.pt  checkpoints (written atomically every epoch; best = lowest val CER,
+                         ties to the lower val loss: asrlab.metrics.epoch_rank)
     RUN/.lock            held (flock) by the trainer using the folder: its pid and host
 
 Each epoch's record is written last.pt, best.pt, metrics line, in that order; `resume` rebuilds
@@ -50,7 +51,7 @@ from asrlab.ctc import frames_needed, time_mask
 from asrlab.data.dataset import Batch
 from asrlab.decode.greedy import greedy_batch
 from asrlab.doctor.stats import EmissionStats
-from asrlab.metrics import error_rates
+from asrlab.metrics import epoch_rank, error_rates
 from asrlab.preflight import TrainingRefused  # noqa: F401  re-exported: train's refusal
 from asrlab.run_folder import RunLock, append_line, resume_checkpoint
 from asrlab.runtime import cpu_has_bf16, default_threads
@@ -388,7 +389,7 @@ def epoch_loop(s: Setup, progress, budget: Budget) -> tuple[list[EpochMetrics], 
             return metrics, f"time budget ({t.max_minutes} min)"
         if m.epoch - state.best_epoch >= t.early_stop_patience:
             return metrics, (f"early stopping ({t.early_stop_patience} epochs without a better "
-                             f"val CER)")
+                             f"val CER, or the same with a lower val loss)")
     return metrics, "epochs"
 
 
@@ -396,9 +397,9 @@ def record_epoch(s: Setup, m: EpochMetrics, rows: list[tuple[str, str, str]]) ->
     """The best epoch so far, and (rank 0) the epoch record: last.pt, best.pt, metrics
     (asrlab.run_folder)."""
     run, state = s.run, s.run.state
-    improved = m.val_cer < state.best_cer
+    improved = epoch_rank(m.val_cer, m.val_loss) < epoch_rank(state.best_cer, state.best_loss)
     if improved:
-        state.best_cer, state.best_epoch = m.val_cer, m.epoch
+        state.best_cer, state.best_loss, state.best_epoch = m.val_cer, m.val_loss, m.epoch
     if run.dist.is_main:
         save_run_checkpoints(run, s.optimizer, s.stats, m, improved)
         write_epoch(run.dir, m, rows)

@@ -52,6 +52,7 @@ class TrainState:
     epoch: int = 0  # epochs completed
     step: int = 0
     best_cer: float = math.inf
+    best_loss: float = math.inf  # the best epoch's val loss: ties of val CER (metrics.epoch_rank)
     best_epoch: int = 0
     elapsed_s: float = 0.0
     lr_scale: float = 1.0  # plateau schedule's decay so far

@@ -16,6 +16,7 @@ import torch
 
 from asrlab.checkpoint import CheckpointWriteError, load, save_checkpoint
 from asrlab.config import Config
+from asrlab.metrics import epoch_rank
 from asrlab.run_folder import RunFolderError, RunLock
 from asrlab.train import train
 
@@ -75,7 +76,8 @@ def assert_consistent(run: Path, epochs: int) -> None:
     last = load(run / "last.pt")
     assert last.meta["epoch"] == epochs
     assert last.train_state["state"]["history"] == rows
-    best_row = min(rows, key=lambda r: r["val_cer"])  # the first of equals: improvement is strict
+    # the lowest val CER, ties to the lower val loss; the first of equals: improvement is strict
+    best_row = min(rows, key=lambda r: epoch_rank(r["val_cer"], r["val_loss"]))
     best = load(run / "best.pt")
     assert best.meta["epoch"] == best_row["epoch"] == last.train_state["state"]["best_epoch"]
     assert not list(run.glob("*.tmp"))

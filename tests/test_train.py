@@ -157,3 +157,33 @@ def test_epoch_totals_add_up_and_average_per_utterance():
     assert a + b == EpochTotals(4.0, 4, 1, 2.0)
     assert (a + b).mean_loss == 1.0 and EpochTotals().mean_loss == 0.0  # no utterance: 0
     assert (a + b).reduced(Dist()) == a + b  # one process: nothing to sum
+
+
+def test_best_epoch_is_the_lowest_val_cer_with_ties_to_the_lower_val_loss():
+    """Once validation sits at CER 0 (FSDD's seen speakers from epoch 8 of 15), best.pt is the
+    tied epoch with the lowest val loss, not the first to reach 0; the doctor's summary of the
+    run names the same epoch; a NaN loss never wins a tie."""
+    from types import SimpleNamespace
+
+    from asrlab.doctor.diagnose import training_summary
+    from asrlab.distributed import Dist
+    from asrlab.train import EpochMetrics, record_epoch
+
+    state = TrainState()
+    setup = SimpleNamespace(run=SimpleNamespace(state=state, dist=Dist(rank=1, world=2)))
+    rows, best = [], []
+    for epoch, (cer, loss) in enumerate([(0.10, 1.0), (0.0, 0.5), (0.0, 0.3), (0.0, 0.4),
+                                         (0.0, float("nan")), (0.05, 0.01), (0.0, 0.3)], 1):
+        m = EpochMetrics(epoch, 10 * epoch, 1.0, loss, cer, cer, 0.5, 0, 1e-3, 1.0)
+        record_epoch(setup, m, [])
+        rows.append({"epoch": epoch, "step": m.step, "train_loss": 1.0, "val_loss": loss,
+                     "val_cer": cer, "val_wer": cer})
+        best.append(state.best_epoch)
+    assert best == [1, 2, 3, 3, 3, 3, 3]  # a tie of loss too keeps the earlier epoch
+    assert (state.best_cer, state.best_loss) == (0.0, 0.3)
+    assert training_summary(rows)["best_epoch"] == 3
+    # a run saved before best_loss existed resumes: its best loss is unknown (inf), so the
+    # next epoch at the same CER counts as better
+    old = {k: v for k, v in vars(TrainState(best_cer=0.0, best_epoch=4)).items()
+           if k != "best_loss"}
+    assert TrainState(**old).best_loss == float("inf")

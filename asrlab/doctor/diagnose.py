@@ -30,6 +30,7 @@ from asrlab.doctor.findings import Finding, rank, read_findings
 from asrlab.doctor.monitor import read_trace, trace_meta
 from asrlab.doctor.rules import HealthTracker, Observation, RunContext
 from asrlab.doctor.stats import EmissionStats
+from asrlab.metrics import epoch_rank
 
 STILL_IMPROVING = 0.05  # val CER still falling by more than this (relative) per epoch at the end
 
@@ -299,7 +300,7 @@ def training_summary(metrics: list[dict]) -> dict:
     if not metrics:
         return {}
     first, last = metrics[0], metrics[-1]
-    best = min(metrics, key=lambda m: m["val_cer"])
+    best = min(metrics, key=lambda m: epoch_rank(m["val_cer"], m["val_loss"]))
     return {"epochs": last["epoch"], "updates": last["step"],
             "train_loss_first_last": [round(first["train_loss"], 4), round(last["train_loss"], 4)],
             "val_loss_first_last": [round(first["val_loss"], 4), round(last["val_loss"], 4)],
