@@ -23,8 +23,8 @@ def epoch_rank(val_cer: float, val_loss: float) -> tuple[float, float]:
     """How epochs compare (lower is better): validation CER, then validation loss. The loss
     breaks ties, which are common once validation saturates (a small or easy validation set
     at CER 0 for the last third of a run), where the first epoch to reach the floor is the
-    least trained of its equals (FSDD's held-out speakers: mean WER 4.85% with it, 4.55% with
-    the tie broken; docs/benchmarks.md). A non-finite loss ranks last."""
+    least trained of its equals (FSDD's held-out speakers: mean WER 4.85% keeping the first,
+    4.55% with the tie broken; docs/benchmarks.md). A non-finite loss ranks last."""
     return val_cer, val_loss if math.isfinite(val_loss) else math.inf
 
 

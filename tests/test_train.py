@@ -186,4 +186,7 @@ def test_best_epoch_is_the_lowest_val_cer_with_ties_to_the_lower_val_loss():
     # next epoch at the same CER counts as better
     old = {k: v for k, v in vars(TrainState(best_cer=0.0, best_epoch=4)).items()
            if k != "best_loss"}
-    assert TrainState(**old).best_loss == float("inf")
+    resumed = TrainState(**old)
+    record_epoch(SimpleNamespace(run=SimpleNamespace(state=resumed, dist=Dist(rank=1, world=2))),
+                 EpochMetrics(5, 50, 1.0, 0.9, 0.0, 0.0, 0.5, 0, 1e-3, 1.0), [])
+    assert resumed.best_epoch == 5 and resumed.best_loss == 0.9
