@@ -15,6 +15,8 @@ from asrlab.features import FeaturePipeline, FeatureStats
 from asrlab.models import CTCModel, build_model
 
 FORMAT_VERSION = 1
+AVERAGE = "average.pt"  # a run's mean weights of its best epochs (asrlab.averaging)
+NBEST_DIR = "nbest"  # the epochs kept for it, in the run folder
 
 
 class CheckpointWriteError(OSError):
@@ -23,10 +25,11 @@ class CheckpointWriteError(OSError):
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A run folder -> its best.pt (else last.pt); a file -> itself."""
+    """A run folder -> its average.pt (the mean of its best epochs, when training kept it:
+    asrlab.averaging), else best.pt, else last.pt; a file -> itself."""
     path = Path(path)
     if path.is_dir():
-        for name in ("best.pt", "last.pt"):
+        for name in (AVERAGE, "best.pt", "last.pt"):
             if (path / name).is_file():
                 return path / name
         if (path / "config.yaml").is_file():

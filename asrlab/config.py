@@ -246,6 +246,9 @@ class TrainConfig:
     max_duration: float | None = 30.0
     sort_first_epoch: bool = True  # short utterances first in epoch 1
     early_stop_patience: int = 12  # epochs without a better val CER (ties: lower val loss)
+    # RUN/average.pt: the mean weights of this many best epochs, kept when its val CER is not
+    # worse than best.pt's (asrlab.averaging); 0 or 1: off
+    average_best: int = 1
     ctc_smoothing: float = 0.0  # weight of a uniform-label (entropy) term added to CTC
     seed: int = 0
     # torch threads; None: the physical cores, lowered while other processes keep cores busy
@@ -335,6 +338,9 @@ class Config:
                             f"got [{low}, {high}]: e.g. [0.9, 1.1], or [1.0, 1.0] for off")
         if self.train.freeze_encoder_epochs < 0:
             problems.append("train.freeze_encoder_epochs must be >= 0 (0: nothing frozen)")
+        if self.train.average_best < 0:
+            problems.append(f"train.average_best must be >= 0, got {self.train.average_best}: "
+                            f"the number of best epochs averaged (0 or 1: off; 5 is typical)")
         if self.train.freeze_encoder_epochs and not self.train.init_from:
             problems.append("train.freeze_encoder_epochs freezes a trained encoder: give "
                             "--init-from RUN too, or set it to 0")
@@ -594,9 +600,12 @@ FINETUNE_TRAIN = {"lr": 5e-4, "warmup_epochs": 0.2, "epochs": 20, "early_stop_pa
 # A pretrained encoder's recipe (`asrlab train --encoder X`), applied like FINETUNE_TRAIN to every
 # value the user does not set: the encoder's frozen states are computed once per speed variant,
 # so speed perturbation is off (three variants would triple the encoding), and the downstream
-# learns at a BiLSTM's usual rate. Measured in docs/benchmarks.md ("Pretrained encoders").
+# learns at a BiLSTM's usual rate; the run's model is the average of its 5 best epochs (when
+# it validates no worse than the best one). Measured in docs/benchmarks.md ("Pretrained
+# encoders").
 PRETRAINED_RECIPE = {"augment": {"speed_perturb": [1.0]},
-                     "train": {"lr": 2e-3, "warmup_epochs": 1.0, "early_stop_patience": 10}}
+                     "train": {"lr": 2e-3, "warmup_epochs": 1.0, "early_stop_patience": 10,
+                               "average_best": 5}}
 PRESETS["finetune"] = replace(PRESETS["default"],
                               train=replace(PRESETS["default"].train, **FINETUNE_TRAIN))
 # The failing run itself: everything above plus xavier_uniform(gain=0.1) on every weight.

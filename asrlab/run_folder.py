@@ -21,14 +21,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+from asrlab.checkpoint import AVERAGE, NBEST_DIR
+
 log = logging.getLogger("asrlab.train")
 
-RECORD = ("last.pt", "best.pt", "metrics.jsonl", "findings.jsonl")
+
+RECORD = ("last.pt", "best.pt", AVERAGE, "metrics.jsonl", "findings.jsonl")
 
 
 class RunFolderError(RuntimeError):
@@ -93,9 +97,8 @@ def check_reuse(run_dir: Path, resume: bool, overwrite: bool) -> None:
             f"checkpoints, metrics and findings), or choose another --out folder")
     for name in RECORD + ("val_samples.jsonl", "doctor_trace.jsonl"):
         (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / NBEST_DIR, ignore_errors=True)  # epochs kept for averaging
     if found:  # --overwrite: the old run's TensorBoard events would mix with the new ones
-        import shutil
-
         shutil.rmtree(run_dir / "tb", ignore_errors=True)
     remove_stale_tmp(run_dir)
 
@@ -136,6 +139,13 @@ def write_text_atomically(path: Path, text: str) -> None:
 def repair(run_dir: Path, ckpt) -> list[str]:
     """Make the run folder agree with last.pt (the record's first write); returns what it did."""
     done = [f"removed {name}, left half-written by a crash" for name in remove_stale_tmp(run_dir)]
+    if (run_dir / AVERAGE).is_file():  # of the epochs so far: the run averages again at its end
+        (run_dir / AVERAGE).unlink()
+        done.append(f"removed {AVERAGE} (made when the run last ended); the resumed run "
+                    f"averages its best epochs again when it ends")
+    for tmp in sorted((run_dir / NBEST_DIR).glob("*.tmp")):
+        tmp.unlink(missing_ok=True)
+        done.append(f"removed {NBEST_DIR}/{tmp.name}, left half-written by a crash")
     state = (ckpt.train_state or {}).get("state") or {}
     history = state.get("history") or []
     last_epoch = int(ckpt.meta.get("epoch", len(history)))

@@ -14,10 +14,13 @@ A run folder holds everything about one run:
     RUN/tb/              TensorBoard event files
     RUN/last.pt best.pt  checkpoints (written atomically every epoch; best = lowest val CER,
                          ties to the lower val loss: asrlab.metrics.epoch_rank)
+    RUN/average.pt       the mean weights of the train.average_best best epochs, written at the
+                         end when it validates no worse than best.pt (kept epochs: RUN/nbest/;
+                         asrlab.averaging); the run folder then resolves to it
     RUN/.lock            held (flock) by the trainer using the folder: its pid and host
 
-Each epoch's record is written last.pt, best.pt, metrics line, in that order; `resume` rebuilds
-what a crash between them left from last.pt (asrlab.run_folder).
+Each epoch's record is written last.pt, best.pt, nbest/ (averaging on), metrics line, in that
+order; `resume` rebuilds what a crash between them left from last.pt (asrlab.run_folder).
 
 Distributed: `torchrun --nproc_per_node N -m asrlab train ...` runs the same loop in N processes
 (DDP; gloo on CPU, NCCL on GPU). Batch sizes are global, metrics are reduced across ranks, and
@@ -42,10 +45,11 @@ import torch
 import torch.nn.functional as F
 
 from asrlab import distributed
+from asrlab.averaging import AverageResult
 from asrlab.budget import PRETRAINED_REFERENCE, SCRATCH_REFERENCE, budget_forecast
 from asrlab.callbacks import TrainingCallback
 from asrlab.checkpoint import load as load_checkpoint
-from asrlab.checkpoint import save_checkpoint
+from asrlab.checkpoint import AVERAGE, save_checkpoint
 from asrlab.config import Config
 from asrlab.ctc import frames_needed, time_mask
 from asrlab.data.dataset import Batch
@@ -89,6 +93,12 @@ class TrainResult:
     epochs: int
     stopped: str  # why training ended
     metrics: list[EpochMetrics]
+    average: AverageResult | None = None  # train.average_best > 1 with two epochs or more
+
+    @property
+    def checkpoint(self) -> Path:
+        """The run's model: average.pt when the average was kept, else best.pt."""
+        return self.run_dir / (AVERAGE if self.average and self.average.kept else "best.pt")
 
 
 # ---- learning rate ----------------------------------------------------------------------
@@ -359,12 +369,23 @@ def _train(train_path, val_path, run_dir: Path, config: Config, d, resume: bool,
     s.run.notify = progress.note
     with progress:
         metrics, stopped = epoch_loop(s, progress, budget)
+        average = finish_average(s, progress) if s.averager else None
     for cb in s.callbacks:
         cb.on_train_end(s.run)
     state = s.run.state
     log.info("stopped: %s; best val CER %.4f at epoch %d", stopped, state.best_cer, state.best_epoch)
     distributed.shutdown(d)
-    return TrainResult(run_dir, state.best_cer, state.best_epoch, state.epoch, stopped, metrics)
+    return TrainResult(run_dir, state.best_cer, state.best_epoch, state.epoch, stopped, metrics,
+                       average)
+
+
+def finish_average(s: Setup, progress) -> AverageResult | None:
+    """The average of the kept epochs, validated like an epoch (asrlab.averaging)."""
+    result = s.averager.finish(s.run, s.stats, lambda: validate(s.run, s.val_loader)[:3])
+    if result is not None and s.run.dist.is_main:
+        log.info("%s", result.summary(s.run.state.best_cer))
+        progress.note(result.summary(s.run.state.best_cer), source="average")
+    return result
 
 
 def epoch_loop(s: Setup, progress, budget: Budget) -> tuple[list[EpochMetrics], str]:
@@ -402,6 +423,9 @@ def record_epoch(s: Setup, m: EpochMetrics, rows: list[tuple[str, str, str]]) ->
         state.best_cer, state.best_loss, state.best_epoch = m.val_cer, m.val_loss, m.epoch
     if run.dist.is_main:
         save_run_checkpoints(run, s.optimizer, s.stats, m, improved)
+    if s.averager is not None:  # every rank keeps its copy; rank 0 writes RUN/nbest
+        s.averager.after_epoch(state.history)
+    if run.dist.is_main:
         write_epoch(run.dir, m, rows)
         log.info("epoch %d: %s", m.epoch, json.dumps(asdict(m)))
 

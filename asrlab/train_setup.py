@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from asrlab import distributed
+from asrlab.averaging import EpochAverager
 from asrlab.callbacks import (EncoderFreeze, ThreadFollower, TrainingCallback, as_callback,
                               follows_load)
 from asrlab.checkpoint import Checkpoint
@@ -145,6 +146,7 @@ class Setup:
     callbacks: list[TrainingCallback]
     notes: list[str] = field(default_factory=list)  # for the console (e.g. --init-from)
     started: float = field(default_factory=time.time)  # when the budget starts: before encoding
+    averager: EpochAverager | None = None  # train.average_best > 1 (asrlab.averaging)
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, is_main: bool, overwrite: bool = False,
@@ -185,7 +187,18 @@ def build_setup(run_dir: Path, cfg: Config, d: distributed.Dist, train_path, val
               batch_rate=states[0].rate if states else 0.0)
     return Setup(run, wrap_ddp(forward, d), optimizer, data.stats, train_ds, sampler,
                  train_loader, val_loader, make_callbacks(cfg, run_dir, d, callbacks), notes,
-                 started)
+                 started, make_averager(cfg, run_dir, model, optimizer, state, d))
+
+
+def make_averager(cfg: Config, run_dir: Path, model, optimizer, state: TrainState,
+                  d: distributed.Dist) -> EpochAverager | None:
+    """train.average_best > 1: the best epochs' weights kept (a resumed run's read back)."""
+    if cfg.train.average_best <= 1:
+        return None
+    averager = EpochAverager(run_dir, cfg.train.average_best, model, optimizer, write=d.is_main)
+    for line in averager.resume(state.history):
+        log.warning("resume: averaging without %s", line)
+    return averager
 
 
 def new_model(cfg: Config, vocab_size: int) -> torch.nn.Module:

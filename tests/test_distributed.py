@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = {"model": {"name": "seed-crnn", "hidden": 32, "conv_channels": 8, "dropout": 0.0},
           "train": {"batch_size": 4, "epochs": 2, "lr": 3e-3, "warmup_epochs": 0.5,
                     "tensorboard": False, "max_minutes": None, "threads": 1,
-                    "precision": "fp32"}}
+                    "precision": "fp32", "average_best": 2}}
 
 # Each rank records, at every step, the utterances it was fed and its weights before that
 # step's update (= after the previous one), and its weights at the end.
@@ -99,6 +99,11 @@ def test_two_gloo_processes_on_different_data_keep_identical_weights(tiny_corpus
     assert min(moved) > 1e-5  # every step changed the weights: the comparison is not vacuous
     # only rank 0 wrote: one metrics line per epoch, not two
     assert len((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) == 2
+    # both epochs averaged and validated on the two ranks' shards together, then each rank
+    # back to the weights it ended with (r0["final"] == r1["final"] above is taken after it)
+    assert "average of epochs 1, 2: val CER" in (tmp_path / "two" / "train.log").read_text()
+    assert sorted(p.name for p in (tmp_path / "two" / "nbest").iterdir()) == [
+        "epoch_0001.pt", "epoch_0002.pt"]
     (one,) = train_recorded(tiny_corpus, tmp_path / "one", 1)
     assert sorted(one["steps"][0]["ids"]) == sorted(r0["steps"][0]["ids"] + r1["steps"][0]["ids"])
     torch.testing.assert_close(one["steps"][0]["weights"], r0["steps"][0]["weights"], atol=0,

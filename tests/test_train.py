@@ -170,7 +170,8 @@ def test_best_epoch_is_the_lowest_val_cer_with_ties_to_the_lower_val_loss():
     from asrlab.train import EpochMetrics, record_epoch
 
     state = TrainState()
-    setup = SimpleNamespace(run=SimpleNamespace(state=state, dist=Dist(rank=1, world=2)))
+    setup = SimpleNamespace(run=SimpleNamespace(state=state, dist=Dist(rank=1, world=2)),
+                            averager=None)
     rows, best = [], []
     for epoch, (cer, loss) in enumerate([(0.10, 1.0), (0.0, 0.5), (0.0, 0.3), (0.0, 0.4),
                                          (0.0, float("nan")), (0.05, 0.01), (0.0, 0.3)], 1):
@@ -187,6 +188,7 @@ def test_best_epoch_is_the_lowest_val_cer_with_ties_to_the_lower_val_loss():
     old = {k: v for k, v in vars(TrainState(best_cer=0.0, best_epoch=4)).items()
            if k != "best_loss"}
     resumed = TrainState(**old)
-    record_epoch(SimpleNamespace(run=SimpleNamespace(state=resumed, dist=Dist(rank=1, world=2))),
+    record_epoch(SimpleNamespace(run=SimpleNamespace(state=resumed, dist=Dist(rank=1, world=2)),
+                                 averager=None),
                  EpochMetrics(5, 50, 1.0, 0.9, 0.0, 0.0, 0.5, 0, 1e-3, 1.0), [])
     assert resumed.best_epoch == 5 and resumed.best_loss == 0.9

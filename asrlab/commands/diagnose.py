@@ -16,7 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", type=Path, metavar="RUN", help="run folder (asrlab train --out)")
     p.add_argument("--data", type=Path, help="manifest to run the model on (default: the run's val)")
     p.add_argument("--checkpoint", default="last",
-                   help="last (default: the state training ended in), best, or a .pt path")
+                   help="last (default: the state training ended in), best, average (the mean "
+                        "of the best epochs, when training kept it), or a .pt path")
     p.add_argument("--samples", type=int, default=10, help="utterances shown as ref vs prediction")
     p.add_argument("--max-utts", type=int, default=200, help="utterances the model runs on")
     p.add_argument("--blank-penalty", type=float, default=2.0,

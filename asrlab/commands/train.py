@@ -26,6 +26,9 @@ CONFIG_FLAGS = (
      "uniform-label smoothing weight, e.g. 0.1"),
     ("--init-gain", float, ("model", "init_gain"),
      "xavier init gain (only with model.init: xavier)"),
+    ("--average-best", int, ("train", "average_best"),
+     "RUN/average.pt: the mean weights of the N best epochs, the run's model when it "
+     "validates no worse than best.pt (0 or 1: off)"),
     ("--seed", int, ("train", "seed"), None),
     ("--threads", int, ("train", "threads"), "torch CPU threads"),
 )
@@ -138,6 +141,8 @@ def run(args) -> int:
         return 1
     console.print(f"done ({result.stopped}): best val CER {result.best_cer:.4f} at epoch "
                   f"{result.best_epoch}; run folder {result.run_dir}")
-    console.print(f"  checkpoint {result.run_dir / 'best.pt'}  metrics {result.run_dir / 'metrics.jsonl'}"
+    if result.average is not None:
+        console.print(f"  {result.average.summary(result.best_cer)}")
+    console.print(f"  checkpoint {result.checkpoint}  metrics {result.run_dir / 'metrics.jsonl'}"
                   f"  TensorBoard: tensorboard --logdir {result.run_dir / 'tb'}")
     return 0

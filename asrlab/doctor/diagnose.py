@@ -214,7 +214,8 @@ def diagnose(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such run folder")
-    ckpt_path = run_dir / f"{checkpoint}.pt" if checkpoint in ("last", "best") else Path(checkpoint)
+    ckpt_path = (run_dir / f"{checkpoint}.pt" if checkpoint in ("last", "best", "average")
+                 else Path(checkpoint))
     if not ckpt_path.is_file():
         ckpt_path = run_dir
     ckpt = load(ckpt_path)

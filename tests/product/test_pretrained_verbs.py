@@ -45,6 +45,14 @@ def pretrained_run(tiny_corpus, tmp_path_factory):
                tiny_corpus / "val.jsonl", "--out", run, "--encoder", source, "--epochs", "3",
                "--set", "features.pad_end_s=0.2", *TRAIN_FLAGS)
     assert done.returncode == 0, done.stderr[-3000:]
+    # the recipe averages the best epochs (average.pt when it validates no worse than best.pt;
+    # this run's three epochs improve on each other, so not here): the line naming the run's
+    # model names what the verbs below will load
+    from asrlab.checkpoint import resolve_checkpoint
+
+    assert "average of epochs 1, 2, 3: val CER" in (run / "train.log").read_text()
+    said = "".join(done.stderr.split())  # the console wraps long lines
+    assert f"checkpoint{resolve_checkpoint(run)}metrics" in said
     shutil.rmtree(source)  # the checkpoint must not need it
     return run, tiny_corpus
 
