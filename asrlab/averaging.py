@@ -76,8 +76,11 @@ class EpochAverager:
         """A resumed run's kept epochs from RUN/nbest; the last epoch's, when a crash came
         before its file, from the model (which holds last.pt's weights when a run resumes).
         Returns what is missing, for the log; a fresh run (no history) reads nothing."""
-        missing = []
-        for epoch in best_epochs(history, self.n):
+        missing, best = [], best_epochs(history, self.n)
+        if self.write:  # a crash between keeping an epoch and dropping the one it replaced
+            for stale in set(self.dir.glob("epoch_*.pt")) - {self.path(e) for e in best}:
+                stale.unlink(missing_ok=True)
+        for epoch in best:
             if self.path(epoch).is_file():
                 try:
                     self.kept[epoch] = torch.load(self.path(epoch), map_location="cpu")

@@ -71,8 +71,10 @@ def test_kept_epochs_follow_the_ranking_on_disk_and_their_mean_is_the_average(tm
     assert sorted(kept_files(tmp_path)) == [2, 4]  # 1 and 3 fell out: their files are gone
     for k, v in avg.average().items():
         torch.testing.assert_close(v, (seen[2][k] + seen[4][k]) / 2)
-    # a resumed run reads them back; the last epoch's from the model when its file was lost
+    # a resumed run reads them back; the last epoch's from the model when its file was lost;
+    # an epoch's file that a crash left after it fell out of the best is removed
     (tmp_path / "nbest" / "epoch_0004.pt").unlink()
+    torch.save(seen[3], tmp_path / "nbest" / "epoch_0003.pt")
     again = EpochAverager(tmp_path, 2, model, opt, write=True)
     assert again.resume(history) == []
     assert again.epochs() == (2, 4) and sorted(kept_files(tmp_path)) == [2, 4]
