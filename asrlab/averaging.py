@@ -81,18 +81,18 @@ class EpochAverager:
             for stale in set(self.dir.glob("epoch_*.pt")) - {self.path(e) for e in best}:
                 stale.unlink(missing_ok=True)
         for epoch in best:
+            problem = f"epoch {epoch} (no {self.path(epoch).name})"
             if self.path(epoch).is_file():
                 try:
                     self.kept[epoch] = torch.load(self.path(epoch), map_location="cpu")
                     continue
-                except Exception as e:  # noqa: BLE001  a torn file counts as missing
-                    missing.append(f"{self.path(epoch)} unreadable ({e})")
-                    continue
+                except Exception as e:  # noqa: BLE001  an unreadable file counts as missing
+                    problem = f"epoch {epoch} ({self.path(epoch).name} unreadable: {e})"
             if epoch == history[-1]["epoch"]:
                 self.kept[epoch] = self.snapshot()
                 self._save(epoch)
             else:
-                missing.append(f"epoch {epoch} (no {self.path(epoch).name})")
+                missing.append(problem)
         return missing
 
     def after_epoch(self, history: list[dict]) -> None:

@@ -83,6 +83,14 @@ def test_kept_epochs_follow_the_ranking_on_disk_and_their_mean_is_the_average(tm
     third = EpochAverager(tmp_path, 2, model, opt, write=True)
     assert third.resume(history) == ["epoch 2 (no epoch_0002.pt)"]
     assert third.average() is None  # one epoch is no average
+    (tmp_path / "nbest" / "epoch_0002.pt").write_bytes(b"torn")
+    (tmp_path / "nbest" / "epoch_0004.pt").write_bytes(b"torn")  # the last: from the model
+    fourth = EpochAverager(tmp_path, 2, model, opt, write=True)
+    (problem,) = fourth.resume(history)
+    assert problem.startswith("epoch 2 (epoch_0002.pt unreadable")
+    assert fourth.epochs() == (4,)  # and its file written again from the model
+    torch.testing.assert_close(torch.load(tmp_path / "nbest" / "epoch_0004.pt")["weight"],
+                               seen[4]["weight"])
 
 
 def test_a_negative_count_is_refused_with_the_fix():
