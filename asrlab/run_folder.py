@@ -8,12 +8,14 @@ cannot leave half-written.
   findings) refuses unless resuming or `overwrite` (then the old record is deleted).
 - The epoch record is written in this order (asrlab.train): last.pt (atomic: temp file, fsync,
   rename, fsync of the folder; it carries the whole training state, history of every epoch's
-  metrics included), then best.pt when the epoch was the best, then the metrics.jsonl line.
+  metrics included), then best.pt when the epoch was the best, then (averaging on) the epoch's
+  kept weights in nbest/, then the metrics.jsonl line.
   A kill -9 before last.pt is renamed loses the epoch entirely (the folder is still the previous
   epoch's); a kill after it leaves everything needed to finish the record, which `repair` does
   on `--resume`: metrics.jsonl rewritten from last.pt's history, best.pt rebuilt from last.pt
-  when that epoch was the best, findings from the lost part of an epoch dropped, and stale
-  .tmp files removed.
+  when that epoch was the best, findings from the lost part of an epoch dropped, stale .tmp
+  files removed, and an average.pt of the run's last end removed (the resumed run averages
+  again; asrlab.averaging mends nbest/ itself).
 """
 
 from __future__ import annotations
