@@ -247,7 +247,8 @@ class TrainConfig:
     sort_first_epoch: bool = True  # short utterances first in epoch 1
     early_stop_patience: int = 12  # epochs without a better val CER (ties: lower val loss)
     # RUN/average.pt: the mean weights of this many best epochs, kept when its val CER is not
-    # worse than best.pt's (asrlab.averaging); 0 or 1: off
+    # worse than best.pt's (asrlab.averaging); 0 or 1: off (from scratch it did not help; the
+    # pretrained recipe sets 5: docs/benchmarks.md)
     average_best: int = 1
     ctc_smoothing: float = 0.0  # weight of a uniform-label (entropy) term added to CTC
     seed: int = 0
