@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from asrlab.checkpoint import AVERAGE, NBEST_DIR, save_checkpoint, write_atomically
+from asrlab.checkpoint import AVERAGE, NBEST_DIR, save_checkpoint, state_bytes, write_atomically
 from asrlab.metrics import epoch_rank
 
 
@@ -32,11 +32,16 @@ class AverageResult:
     val_loss: float
     val_cer: float
     val_wer: float
-    kept: bool  # written as average.pt (its validation CER is not worse than best.pt's)
+    best_cer: float  # the best epoch's validation CER
 
-    def summary(self, best_cer: float) -> str:
+    @property
+    def kept(self) -> bool:
+        """Written as average.pt: its validation CER is not worse than the best epoch's."""
+        return self.val_cer <= self.best_cer
+
+    def summary(self) -> str:
         what = (f"average of epochs {', '.join(map(str, self.epochs))}: val CER "
-                f"{self.val_cer:.4f} (best epoch {best_cer:.4f})")
+                f"{self.val_cer:.4f} (best epoch {self.best_cer:.4f})")
         return (f"{what}; the run's model is {AVERAGE}" if self.kept
                 else f"{what}: worse, so best.pt stays the run's model")
 
@@ -113,8 +118,7 @@ class EpochAverager:
             return
         self.dir.mkdir(exist_ok=True)
         state = self.kept[epoch]
-        size = sum(t.numel() * t.element_size() for t in state.values()) + 64 * 1024
-        write_atomically(self.path(epoch), lambda f: torch.save(state, f), size)
+        write_atomically(self.path(epoch), lambda f: torch.save(state, f), state_bytes(state))
 
     def average(self) -> dict[str, torch.Tensor] | None:
         """The mean of the kept epochs' tensors (float32 sums); None with fewer than two."""
@@ -131,8 +135,10 @@ class EpochAverager:
                ) -> AverageResult | None:
         """Validate the mean of the kept epochs (`validate()` -> val loss, CER, WER of the model
         as it is); (main rank) write it as average.pt when its val CER is not worse than the best
-        epoch's, else remove an older average.pt. `run`: asrlab.train_setup.Run. The model is
-        left with the weights it ended training with. None with fewer than two kept epochs."""
+        epoch's (an older average.pt never reaches here: a fresh run's folder is cleared and a
+        resumed run's repaired first, asrlab.run_folder). `run`: asrlab.train_setup.Run. The
+        model is left with the weights it ended training with. None with fewer than two kept
+        epochs."""
         weights = self.average()
         if weights is None:
             return None
@@ -140,13 +146,11 @@ class EpochAverager:
         self.model.load_state_dict(weights, strict=False)  # the learned tensors only
         val_loss, cer, wer = validate()
         state = run.state
-        result = AverageResult(self.epochs(), val_loss, cer, wer, kept=cer <= state.best_cer)
+        result = AverageResult(self.epochs(), val_loss, cer, wer, state.best_cer)
         if self.write and result.kept:
             meta = {"epoch": state.epoch, "step": state.step, "val_cer": cer, "val_wer": wer,
                     "val_loss": val_loss, "averaged_epochs": list(result.epochs)}
             save_checkpoint(run.dir / AVERAGE, model=self.model, config=run.config,
                             tokenizer=run.tokenizer, stats=stats, meta=meta)
-        elif self.write:
-            (run.dir / AVERAGE).unlink(missing_ok=True)
         self.model.load_state_dict(ended_with, strict=False)
         return result

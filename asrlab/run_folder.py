@@ -145,9 +145,8 @@ def repair(run_dir: Path, ckpt) -> list[str]:
         (run_dir / AVERAGE).unlink()
         done.append(f"removed {AVERAGE} (made when the run last ended); the resumed run "
                     f"averages its best epochs again when it ends")
-    for tmp in sorted((run_dir / NBEST_DIR).glob("*.tmp")):
-        tmp.unlink(missing_ok=True)
-        done.append(f"removed {NBEST_DIR}/{tmp.name}, left half-written by a crash")
+    done += [f"removed {NBEST_DIR}/{name}, left half-written by a crash"
+             for name in remove_stale_tmp(run_dir / NBEST_DIR)]
     state = (ckpt.train_state or {}).get("state") or {}
     history = state.get("history") or []
     last_epoch = int(ckpt.meta.get("epoch", len(history)))

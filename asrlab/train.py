@@ -383,8 +383,8 @@ def finish_average(s: Setup, progress) -> AverageResult | None:
     """The average of the kept epochs, validated like an epoch (asrlab.averaging)."""
     result = s.averager.finish(s.run, s.stats, lambda: validate(s.run, s.val_loader)[:3])
     if result is not None and s.run.dist.is_main:
-        log.info("%s", result.summary(s.run.state.best_cer))
-        progress.note(result.summary(s.run.state.best_cer), source="average")
+        log.info("%s", result.summary())
+        progress.note(result.summary(), source="average")
     return result
 
 

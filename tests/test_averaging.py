@@ -145,7 +145,7 @@ def test_an_average_worse_on_validation_is_not_the_run_s_model(tiny_corpus, tmp_
     monkeypatch.setattr(train_module, "validate", validate)
     run = tmp_path / "run"
     (run).mkdir()
-    (run / "average.pt").write_bytes(b"an older run's")  # --overwrite removes it anyway
+    (run / "average.pt").write_bytes(b"an older run's")  # --overwrite removes it first
     result = train(tiny_corpus / "train.jsonl", tiny_corpus / "val.jsonl", run, averaging(3, 2),
                    show_progress=False, overwrite=True)
     assert len(calls) == 4 and result.average is not None and not result.average.kept

@@ -142,7 +142,7 @@ def run(args) -> int:
     console.print(f"done ({result.stopped}): best val CER {result.best_cer:.4f} at epoch "
                   f"{result.best_epoch}; run folder {result.run_dir}")
     if result.average is not None:
-        console.print(f"  {result.average.summary(result.best_cer)}")
+        console.print(f"  {result.average.summary()}")
     console.print(f"  checkpoint {result.checkpoint}  metrics {result.run_dir / 'metrics.jsonl'}"
                   f"  TensorBoard: tensorboard --logdir {result.run_dir / 'tb'}")
     return 0
