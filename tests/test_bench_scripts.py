@@ -78,3 +78,25 @@ def test_the_results_writer_keeps_the_rows_and_the_table(tmp_path):
     assert (tmp_path / "results.md").read_text() == table + "\n"
     write_results(tmp_path, rows, table, name="reference")
     assert json.loads((tmp_path / "reference.json").read_text())[0]["held_out"] == "flite"
+
+
+def test_fsdd_tempo_stretches_the_recordings_and_keeps_their_labels(tmp_path):
+    """bench/fsdd_tempo.py: each recording time-stretched (rate 0.5: twice as long, same
+    pitch), written at FSDD's rate, its manifest row keeping the text with the new duration."""
+    import numpy as np
+    from fsdd_tempo import stretched
+
+    rows = []
+    for k, hz in enumerate((300.0, 500.0)):
+        path = tmp_path / f"{k}.wav"
+        sf.write(path, 0.5 * np.sin(2 * np.pi * hz * np.arange(4000) / 8000), 8000)
+        rows.append({"audio_filepath": str(path), "text": f"word{k}", "duration": 0.5})
+    manifest = stretched(rows, 0.5, tmp_path / "slow")
+    out = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert [r["text"] for r in out] == ["word0", "word1"]
+    for row, hz in zip(out, (300.0, 500.0)):
+        wave, sr = sf.read(row["audio_filepath"])
+        assert sr == 8000 and row["duration"] == pytest.approx(1.0, abs=0.01)
+        assert len(wave) == pytest.approx(8000, abs=80)
+        peak = np.fft.rfftfreq(len(wave), 1 / 8000)[np.argmax(np.abs(np.fft.rfft(wave)))]
+        assert peak == pytest.approx(hz, abs=10)  # the pitch kept
