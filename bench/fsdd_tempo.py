@@ -17,7 +17,7 @@ from pathlib import Path
 
 import soundfile as sf
 from bench_results import write_results  # bench/bench_results.py, beside this script
-from fsdd import SR, digit_lm, read_rows, write_rows
+from fsdd import SR, checked, digit_lm, read_rows, write_rows
 
 from asrlab.audio import load_audio
 from asrlab.data.augment import time_stretch
@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for rate in (float(r) for r in args.rates.split(",")):
         manifest = stretched(rows, rate, args.fold / f"tempo_{rate:g}")
-        greedy = evaluate(args.fold / "run", manifest, None)
-        with_lm = evaluate(args.fold / "run", manifest, None, lm)
+        greedy = checked(evaluate(args.fold / "run", manifest, None))  # no file skipped
+        with_lm = checked(evaluate(args.fold / "run", manifest, None, lm))
         results.append({"rate": rate, "n": greedy.n, "wer": greedy.wer, "wer_lm": with_lm.wer})
     table = "\n".join(["| tempo (below 1: slower) | n | WER single | single, LM |",
                        "|---:|---:|---:|---:|"] +
