@@ -253,11 +253,17 @@ def padded_copies(rows: list[dict], out_dir: Path, seconds: float = 0.2) -> list
     """FSDD files are trimmed tightly; a word's last letters then have few frames to be
     emitted in. The same recordings with `seconds` of silence at both ends (as any real
     recording of an isolated word has) separate that effect from recognition errors."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     pad = np.zeros(int(seconds * SR), np.float32)
+    return rewritten(rows, out_dir, lambda wave: np.concatenate([pad, wave, pad]))
+
+
+def rewritten(rows: list[dict], out_dir: Path, transform) -> list[dict]:
+    """Each recording of `rows` read at FSDD's rate, changed by `transform` (waveform ->
+    waveform), written under out_dir with its name; the rows with the new paths and durations."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     out = []
     for r in rows:
-        wave = np.concatenate([pad, load_audio(r["audio_filepath"], SR), pad])
+        wave = transform(load_audio(r["audio_filepath"], SR))
         path = (out_dir / Path(r["audio_filepath"]).name).resolve()
         sf.write(path, wave, SR)
         out.append({**r, "audio_filepath": str(path), "duration": round(len(wave) / SR, 4)})

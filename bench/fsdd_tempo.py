@@ -15,25 +15,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import soundfile as sf
 from bench_results import write_results  # bench/bench_results.py, beside this script
-from fsdd import SR, checked, digit_lm, read_rows, write_rows
+from fsdd import SR, checked, digit_lm, read_rows, rewritten, write_rows
 
-from asrlab.audio import load_audio
 from asrlab.data.augment import time_stretch
 from asrlab.evaluate import evaluate
 
 
 def stretched(rows: list[dict], rate: float, out_dir: Path) -> Path:
     """The recordings of `rows` time-stretched by `rate`, written at FSDD's rate; their manifest."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    new = []
-    for r in rows:
-        wave = time_stretch(load_audio(r["audio_filepath"], SR), rate, SR)
-        path = (out_dir / Path(r["audio_filepath"]).name).resolve()
-        sf.write(path, wave, SR)
-        new.append({**r, "audio_filepath": str(path), "duration": round(len(wave) / SR, 4)})
-    return write_rows(out_dir / "test_single.jsonl", new)
+    out = rewritten(rows, out_dir, lambda wave: time_stretch(wave, rate, SR))
+    return write_rows(out_dir / "test_single.jsonl", out)
 
 
 def main(argv: list[str] | None = None) -> int:
